@@ -1,0 +1,90 @@
+"""Adapters from the benchmark streams to the ``dynamic_rlhf`` core library."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks._batch import TextFeaturiser
+from benchmarks._contenders import ProgressiveResult
+from benchmarks._data import PairRecord
+from benchmarks._features import bag_of_ngrams
+
+
+def core_unavailable_reason() -> str | None:
+    """Return why the core cannot be benchmarked, or None when it is importable."""
+    try:
+        from dynamic_rlhf import DynamicRLHFModel, PreferenceExample  # noqa: F401, PLC0415
+    except ImportError as error:
+        return f"dynamic_rlhf is not importable ({error})"
+    return None
+
+
+def build_examples(pairs: Sequence[PairRecord], prefix: str = "bench") -> list[Any]:
+    """Convert pairs to ``PreferenceExample`` values with stable example ids."""
+    from dynamic_rlhf import PreferenceExample  # noqa: PLC0415
+
+    return [
+        PreferenceExample(pair.prompt, pair.chosen, pair.rejected, example_id=f"{prefix}-{index}")
+        for index, pair in enumerate(pairs)
+    ]
+
+
+def run_dynamic_rlhf(examples: Sequence[Any]) -> ProgressiveResult:
+    """Run ``DynamicRLHFModel.learn_one`` over prebuilt examples with the default config.
+
+    ``LearnOutcome.correct`` comes from the model's prediction before its update. A pair
+    that the model skips (identical completions) counts as an error.
+    """
+    from dynamic_rlhf import DynamicRLHFModel  # noqa: PLC0415
+
+    model = DynamicRLHFModel()
+    correct = 0
+    for example in examples:
+        outcome = model.learn_one(example)
+        correct += outcome.correct
+    return ProgressiveResult(len(examples), correct)
+
+
+def held_out_accuracy(model: Any, pairs: Sequence[PairRecord]) -> float:
+    """Return the share of pairs for which the model gives P(chosen > rejected) > 0.5."""
+    correct = 0
+    for pair in pairs:
+        correct += model.predict_proba_one(pair.prompt, pair.chosen, pair.rejected) > 0.5
+    return correct / len(pairs) if pairs else 0.0
+
+
+def online_held_out_curve(
+    train: Sequence[PairRecord], test: Sequence[PairRecord], epochs: int
+) -> list[dict[str, float]]:
+    """Train with ``add_preferences``, then ``optimise_reward`` one epoch at a time.
+
+    Returns the held-out accuracy after the single streaming pass (epoch 0) and after
+    each further epoch over the replay buffer.
+    """
+    from dynamic_rlhf import DynamicRLHFModel  # noqa: PLC0415
+
+    model = DynamicRLHFModel()
+    model.add_preferences(build_examples(train, prefix="train"))
+    curve = [{"epochs": 0, "accuracy": held_out_accuracy(model, test)}]
+    for epoch in range(1, epochs + 1):
+        model.optimise_reward(1)
+        curve.append({"epochs": epoch, "accuracy": held_out_accuracy(model, test)})
+    return curve
+
+
+def text_featuriser() -> tuple[TextFeaturiser, int, str]:
+    """Return the core's hashed text featuriser, its dimension and a description.
+
+    Falls back to CRC32-hashed ``bag_of_ngrams`` when the core exposes no featuriser, and
+    says so in the description.
+    """
+    dimension = 1 << 20
+
+    def hashed_ngrams(text: str) -> tuple[list[int], list[float]]:
+        counts = bag_of_ngrams(text)
+        indices = [zlib.crc32(name.encode("utf-8")) & (dimension - 1) for name in counts]
+        return indices, [float(value) for value in counts.values()]
+
+    return hashed_ngrams, dimension, "CRC32-hashed unigrams+bigrams (benchmarks fallback)"
