@@ -69,7 +69,7 @@ def decode_payload(value: bytes | None, headers: Headers, limits: Limits) -> tup
     if not isinstance(obj, dict):
         raise InvalidInput(
             "not_an_object",
-            f"top-level value is a {_type_name(obj)}; expected an object (map) with an event_id field",
+            f"top-level value has type {_type_name(obj)}; expected an object (map)",
         )
 
     _check_tree(obj, content_type, limits)
@@ -193,7 +193,7 @@ def _check_tree(obj: Any, content_type: ContentType, limits: Limits) -> None:
             stack.extend((child, f"{path}/{i}", depth + 1) for i, child in enumerate(node))
         elif not isinstance(node, str | int | float | bool | type(None)):
             raise InvalidInput(
-                reason, f"{path}: value of type {_type_name(node)} is not allowed; expected a JSON-compatible value"
+                reason, f"{path}: values of type {_type_name(node)} are not allowed; expected JSON-compatible values"
             )
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Union
@@ -86,7 +84,6 @@ def parse_preference_event(obj: dict[str, Any], limits: Limits) -> list[Example]
             f"/ratings: {len(obj['ratings'])} ratings for {len(obj['completions'])} completions; "
             "expected exactly one rating per completion",
         )
-    _check_finite(obj)
 
     common = {
         "weight": float(obj.get("weight", 1.0)),
@@ -141,6 +138,12 @@ def _validate(name: str, obj: dict[str, Any]) -> None:
     error = next(iter(sorted(validator.iter_errors(obj), key=_error_rank)), None)
     if error is None:
         return
+
+    # A text that fails both oneOf branches: report the failure inside the message list.
+    if error.validator == "oneOf" and error.context:
+        deepest = max(error.context, key=lambda sub: len(sub.absolute_path))
+        if len(deepest.absolute_path) > len(error.absolute_path):
+            error = deepest
 
     path = "/" + "/".join(str(part) for part in error.absolute_path)
     raise InvalidInput("schema", f"{path}: {_short_message(error, obj)}")
@@ -202,15 +205,3 @@ def _check_text(path: str, value: TextOrMessages, limits: Limits) -> None:
         )
     for i, message in enumerate(value):
         _check_text(f"{path}/{i}/content", message["content"], limits)
-
-
-def _check_finite(obj: dict[str, Any]) -> None:
-    # JSON cannot carry NaN or infinities, but MessagePack floats can.
-    numbers: Sequence[tuple[str, Any]] = [
-        ("/margin", obj.get("margin", 0.0)),
-        ("/weight", obj.get("weight", 1.0)),
-        *((f"/ratings/{i}", r) for i, r in enumerate(obj.get("ratings", ()))),
-    ]
-    for path, value in numbers:
-        if not math.isfinite(value):
-            raise InvalidInput("schema", f"{path}: {preview(value)} is not a finite number")
