@@ -1,0 +1,47 @@
+r"""Online bagging weights derived from an example's id.
+
+Online bagging (Oza and Russell, 2001) approximates bootstrap resampling of
+a stream: head :math:`k` sees each example :math:`w_k \sim \mathrm{Poisson}(1)`
+times. Here the draws are a pure function of the example id: BLAKE2b of the
+id gives 32-bit uniforms, mapped through the Poisson(1) inverse CDF. The
+same event therefore gets the same draws in every process, on every host
+and on every replay, which makes a replayed stream give a bit-identical
+model. The draws cost one hash per example instead of seeding a random
+number generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+_UINT32_RANGE = float(2**32)
+_MAX_DRAW = 12
+_HEADS_PER_DIGEST = 16
+
+# P(X <= k) for X ~ Poisson(1), scaled to the 32-bit range.
+_CDF = np.array(
+    [sum(math.exp(-1.0) / math.factorial(j) for j in range(k + 1)) * _UINT32_RANGE for k in range(_MAX_DRAW)],
+    dtype=np.float64,
+)
+
+
+def poisson_weights(example_id: str, heads: int) -> NDArray[np.float64]:
+    """Return ``heads`` Poisson(1) draws determined by *example_id*.
+
+    >>> poisson_weights("event-1", 4).tolist() == poisson_weights("event-1", 4).tolist()
+    True
+    """
+    if heads <= 0:
+        return np.zeros(0, dtype=np.float64)
+
+    key = example_id.encode("utf-8")
+    chunks = []
+    for block in range(0, heads, _HEADS_PER_DIGEST):
+        salt = block.to_bytes(8, "little")
+        chunks.append(hashlib.blake2b(key, digest_size=64, salt=salt, person=b"drlhf-bag").digest())
+    uniforms = np.frombuffer(b"".join(chunks), dtype="<u4")[:heads]
+    return np.searchsorted(_CDF, uniforms, side="right").astype(np.float64)
