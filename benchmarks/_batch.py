@@ -1,7 +1,8 @@
 """Batch reference: scikit-learn logistic regression on hashed difference features.
 
-The features are the core's hashed unigrams and bigrams of each completion, so the batch
-model and the online model see the same inputs. Every pair enters twice, as (x, 1) and
+The features come from the core's featuriser (hashed unigrams and bigrams of each
+completion plus its prompt-overlap and length features), so the batch model and the
+online model see the same inputs. Every pair enters twice, as (x, 1) and
 (-x, 0) with x = f(chosen) - f(rejected), and the model has no intercept, so its decision
 is antisymmetric like a Bradley-Terry reward difference. Cross-validation folds keep both
 rows of a pair together (GroupKFold).
@@ -19,8 +20,8 @@ from numpy.typing import NDArray
 
 from benchmarks._data import PairRecord
 
-# A text featuriser returns the hashed feature indices of a text and their values.
-TextFeaturiser = Callable[[str], tuple[Sequence[int], Sequence[float]]]
+# A featuriser maps (prompt, completion) to hashed feature indices and their values.
+TextFeaturiser = Callable[[str, str], tuple[Sequence[int], Sequence[float]]]
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 FOLDS = 5
@@ -47,7 +48,7 @@ def difference_matrix(
     values: list[float] = []
     for row, pair in enumerate(pairs):
         for text, sign in ((pair.chosen, 1.0), (pair.rejected, -1.0)):
-            indices, weights = featurise(text)
+            indices, weights = featurise(pair.prompt, text)
             rows.extend([row] * len(indices))
             columns.extend(indices)
             values.extend(sign * float(weight) for weight in weights)

@@ -75,16 +75,50 @@ def online_held_out_curve(
 
 
 def text_featuriser() -> tuple[TextFeaturiser, int, str]:
-    """Return the core's hashed text featuriser, its dimension and a description.
+    """Return the core's hashed featuriser with the default config, its dimension and a name.
 
-    Falls back to CRC32-hashed ``bag_of_ngrams`` when the core exposes no featuriser, and
-    says so in the description.
+    Falls back to CRC32-hashed ``bag_of_ngrams`` when the core's featuriser cannot be
+    imported, and the returned name then states the fallback.
     """
+    try:
+        from dynamic_rlhf import DynamicRLHFModel  # noqa: PLC0415
+    except ImportError:
+        return _fallback_featuriser()
+
+    model = DynamicRLHFModel()
+    config = model.config
+    featuriser = model.featuriser
+
+    def core_features(prompt: str, completion: str) -> tuple[Sequence[int], Sequence[float]]:
+        vector = featuriser.featurise(completion, featuriser.prompt_tokens(prompt))
+        return vector.indices.tolist(), vector.values.tolist()
+
+    description = (
+        f"DynamicRLHFModel().featuriser (dim={config.dim}, ngram_max={config.ngram_max}): "
+        "signed-hashed unigrams, bigrams, prompt-overlap unigrams and 3 dense length features"
+    )
+    return core_features, config.dim, description
+
+
+def _fallback_featuriser() -> tuple[TextFeaturiser, int, str]:
     dimension = 1 << 20
 
-    def hashed_ngrams(text: str) -> tuple[list[int], list[float]]:
-        counts = bag_of_ngrams(text)
+    def hashed_ngrams(prompt: str, completion: str) -> tuple[Sequence[int], Sequence[float]]:
+        counts = bag_of_ngrams(completion)
         indices = [zlib.crc32(name.encode("utf-8")) & (dimension - 1) for name in counts]
         return indices, [float(value) for value in counts.values()]
 
     return hashed_ngrams, dimension, "CRC32-hashed unigrams+bigrams (benchmarks fallback)"
+
+
+def profile_learn_one(examples: Sequence[Any], top: int = 25) -> str:
+    """Profile ``run_dynamic_rlhf`` with cProfile and return the top functions by own time."""
+    import cProfile  # noqa: PLC0415
+    import io  # noqa: PLC0415
+    import pstats  # noqa: PLC0415
+
+    profiler = cProfile.Profile()
+    profiler.runcall(run_dynamic_rlhf, examples)
+    buffer = io.StringIO()
+    pstats.Stats(profiler, stream=buffer).sort_stats("tottime").print_stats(top)
+    return buffer.getvalue()

@@ -111,6 +111,8 @@ def _render_batch(batch: dict[str, Any]) -> list[str]:
         f"{batch['pairs']:,} pairs, {batch['features']:,} non-empty hashed columns, "
         f"{batch['folds']}-fold GroupKFold (both signs of a pair in the same fold).",
         "",
+        f"Features: {batch['featuriser']}.",
+        "",
         "| C | mean accuracy | std |",
         "| ---: | ---: | ---: |",
     ]

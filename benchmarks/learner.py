@@ -26,6 +26,7 @@ if __package__ in (None, ""):
 
 from benchmarks import _batch, _core, _data, _report  # noqa: E402
 from benchmarks._contenders import (  # noqa: E402
+    CONTENDER_NAMES,
     ContenderTiming,
     Runner,
     run_river,
@@ -54,7 +55,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              f"{QUICK_REAL_PAIRS} HH-RLHF pairs, one C value")
     parser.add_argument("--skip-real", action="store_true", help="skip the HH-RLHF stream and batch reference")
     parser.add_argument("--hh-rlhf-path", type=Path, default=None,
-                        help=f"HH-RLHF JSONL(.gz) file (default ${_data.HH_RLHF_ENV} or the shared data folder)")
+                        help=f"HH-RLHF JSONL(.gz) file (default: ${_data.HH_RLHF_ENV}, else {_data.HH_RLHF_DEFAULT.resolve()})")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile dynamic_rlhf's learn_one on the synthetic stream (cProfile, "
+                             "top functions by own time) and print the table")
     parser.add_argument("--format", choices=("markdown", "json"), default="markdown", help="output format")
     parser.add_argument("--out", type=Path, default=None, help="write the result here instead of stdout")
     args = parser.parse_args(argv)
@@ -129,7 +133,7 @@ def measure_stream(name: str, source: str, pairs: list[_data.PairRecord], args: 
         "source": source,
         "pairs": len(pairs),
         "repeats": args.repeats,
-        "contenders": [measured[contender] for contender in ("dynamic_rlhf", "river", "vowpalwabbit")],
+        "contenders": [measured[contender] for contender in CONTENDER_NAMES],
         "ratios": ratios,
         "targets": targets,
     }
@@ -189,6 +193,11 @@ def build_report(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.profile:
+        synthetic, _ = _data.synthetic_pairs(args.pairs, args.seed)
+        print(_core.profile_learn_one(_core.build_examples(synthetic)))
+        return 0
+
     report = build_report(args, argv)
     for stream in report["streams"]:
         for contender in stream["contenders"]:
