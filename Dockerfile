@@ -29,14 +29,22 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    DRLHF_WEB_HOST=0.0.0.0 \
     DRLHF_WEB_PORT=6066
 
 # The wheels are bind-mounted from the builder, so they are not kept in a layer.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels /wheels/dynamic_rlhf-*.whl
 
-# Faust keeps its table store under the working directory ("<app id>-data"),
-# so the working directory is the only path the worker writes to.
+# NOTE: service/events.py loads the JSON Schemas from "schemas" next to the
+# service package (the repository layout), which the wheel does not contain;
+# this copy puts them there until they ship as package data.
+COPY schemas/*.schema.json /usr/local/lib/python3.11/site-packages/schemas/
+
+# Faust keeps its data directory ("<app id>-data") under the working
+# directory, so the working directory is the only path the worker writes to.
+# The web server binds every interface (DRLHF_WEB_HOST above) so that
+# Prometheus and the orchestrator's probes reach it from outside the container.
 RUN groupadd --system --gid 10001 drlhf \
     && useradd --system --uid 10001 --gid drlhf --no-log-init \
        --home-dir /var/lib/dynamic-rlhf --create-home --shell /usr/sbin/nologin drlhf
