@@ -63,8 +63,7 @@ def read_feedback_file(
             if not isinstance(record, dict):
                 raise ConversionError(path, line, f"line holds a JSON {type(record).__name__}; expected an object")
             if detected is None:
-                detected = detect_format(record)
-                logger.info("%s: detected format %s", path, detected)
+                detected = _detect(record, path, line)
             yield _convert(record, detected, path, line, raw, model_id)
         except ConversionError as exc:
             if errors is None:
@@ -124,6 +123,15 @@ def candidate_sets_from_feedback(events: Iterable[dict[str, Any]]) -> Iterator[d
         if event.get("tags"):
             candidate_set["tags"] = list(event["tags"])
         yield candidate_set
+
+
+def _detect(record: dict[str, Any], path: Path, line: int) -> str:
+    try:
+        detected = detect_format(record)
+    except ValueError as exc:
+        raise ConversionError(path, line, str(exc)) from None
+    logger.info("%s: detected format %s", path, detected)
+    return detected
 
 
 def _convert(
