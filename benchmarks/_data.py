@@ -11,7 +11,6 @@ import json
 import math
 import os
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,26 +78,37 @@ def load_hh_rlhf(path: Path, limit: int | None = None) -> list[PairRecord]:
     return pairs
 
 
-def synthetic_pairs(count: int, seed: int) -> tuple[list[PairRecord], str]:
-    """Return ``count`` seeded synthetic pairs and the name of the generator used.
+@dataclass(frozen=True, slots=True)
+class SyntheticStream:
+    """Synthetic pairs, the generator that made them and its Bayes-optimal accuracy.
 
-    ``dynamic_rlhf.synthetic`` is preferred so the benchmark measures the stream the core's
-    own tests use; the local generator below is the fallback when that module is missing.
+    The Bayes-optimal accuracy is E[max(q, 1 - q)] over the pairs, where q is the
+    probability that the label says *chosen*. No learner can beat it in expectation.
+    """
+
+    pairs: list[PairRecord]
+    generator: str
+    bayes_accuracy: float
+
+
+def synthetic_pairs(count: int, seed: int) -> SyntheticStream:
+    """Generate ``count`` seeded synthetic pairs.
+
+    ``dynamic_rlhf.synthetic`` is preferred, so the benchmark measures the stream the
+    core's own tests use. The local generator below is the fallback when that module is
+    missing. Annotator ids are dropped, so every learner sees text only.
     """
     try:
-        from dynamic_rlhf import synthetic  # noqa: PLC0415 (optional module)
+        from dynamic_rlhf.synthetic import SyntheticPreferences  # noqa: PLC0415
     except ImportError:
-        return list(_local_synthetic_pairs(count, seed)), "benchmarks._data (local)"
-    return _pairs_from_core_generator(synthetic, count, seed), "dynamic_rlhf.synthetic"
+        pairs, bayes = _local_synthetic_pairs(count, seed)
+        return SyntheticStream(pairs, "benchmarks._data (local generator)", bayes)
 
-
-def _pairs_from_core_generator(module: object, count: int, seed: int) -> list[PairRecord]:
-    generate = getattr(module, "generate_preferences")
-    examples = generate(count, seed=seed)
-    pairs: list[PairRecord] = []
-    for example in examples:
-        pairs.append(PairRecord(str(example.prompt), str(example.chosen), str(example.rejected)))
-    return pairs
+    stream = SyntheticPreferences(seed=seed)
+    examples = stream.examples(count)
+    pairs = [PairRecord(str(ex.prompt), str(ex.chosen), str(ex.rejected)) for ex in examples]
+    generator = f"dynamic_rlhf.synthetic.SyntheticPreferences(seed={seed})"
+    return SyntheticStream(pairs, generator, stream.bayes_accuracy(examples))
 
 
 _CONSONANTS = "bcdfghklmnprstvz"
@@ -121,8 +131,8 @@ def _local_synthetic_pairs(
     min_words: int = 8,
     max_words: int = 30,
     temperature: float = 1.0,
-) -> Iterator[PairRecord]:
-    """Yield pairs labelled by a hidden linear reward over word counts.
+) -> tuple[list[PairRecord], float]:
+    """Return pairs labelled by a hidden linear reward, and their Bayes-optimal accuracy.
 
     Each word gets a hidden weight drawn from N(0, 1). A completion's reward is the sum of
     its word weights divided by sqrt(length), and the first of two completions is preferred
@@ -139,6 +149,8 @@ def _local_synthetic_pairs(
         reward = sum(hidden_weight[word] for word in words) / math.sqrt(len(words))
         return " ".join(words), reward
 
+    pairs: list[PairRecord] = []
+    best_label_probability = 0.0
     for _ in range(count):
         prompt = " ".join(rng.choices(vocabulary, zipf_weights, k=rng.randint(4, 12)))
         first, first_reward = completion()
@@ -148,7 +160,9 @@ def _local_synthetic_pairs(
 
         # Bradley-Terry label noise: a close pair is nearly a coin flip.
         probability_first = 1.0 / (1.0 + math.exp(-(first_reward - second_reward) / temperature))
+        best_label_probability += max(probability_first, 1.0 - probability_first)
         if rng.random() < probability_first:
-            yield PairRecord(prompt, first, second)
+            pairs.append(PairRecord(prompt, first, second))
         else:
-            yield PairRecord(prompt, second, first)
+            pairs.append(PairRecord(prompt, second, first))
+    return pairs, best_label_probability / count if count else 0.0

@@ -95,6 +95,8 @@ def _render_stream(stream: dict[str, Any]) -> list[str]:
             f"| {contender['seconds_median']:.2f} | {contender['accuracy']:.4f} |"
         )
     lines.append("")
+    if "bayes_accuracy" in stream:
+        lines += [f"Bayes-optimal accuracy of this stream: {stream['bayes_accuracy']:.4f}.", ""]
     for name, ratio in stream["ratios"].items():
         lines.append(f"- {name}: {ratio:.2f}x")
     for target in stream["targets"]:

@@ -173,8 +173,9 @@ def build_report(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     report = _report.environment([sys.argv[0], *argv])
     report.update(streams=[], notes=[], batch=None)
 
-    synthetic, generator = _data.synthetic_pairs(args.pairs, args.seed)
-    report["streams"].append(measure_stream("synthetic", generator, synthetic, args))
+    synthetic = _data.synthetic_pairs(args.pairs, args.seed)
+    report["streams"].append(measure_stream("synthetic", synthetic.generator, synthetic.pairs, args))
+    report["streams"][0]["bayes_accuracy"] = synthetic.bayes_accuracy
 
     if args.skip_real:
         report["notes"].append("HH-RLHF stream skipped (--skip-real).")
@@ -194,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.profile:
-        synthetic, _ = _data.synthetic_pairs(args.pairs, args.seed)
-        print(_core.profile_learn_one(_core.build_examples(synthetic)))
+        synthetic = _data.synthetic_pairs(args.pairs, args.seed)
+        print(_core.profile_learn_one(_core.build_examples(synthetic.pairs)))
         return 0
 
     report = build_report(args, argv)

@@ -55,4 +55,4 @@ def test_quick_markdown_has_numeric_rows() -> None:
         accuracy = float(cells[4])
         assert pairs_per_second > 0.0
         assert 0.0 <= accuracy <= 1.0
-    assert "Command: `python benchmarks/learner.py --quick --skip-real" in text
+    assert "benchmarks/learner.py --quick --skip-real --pairs 1000" in text
