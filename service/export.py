@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from tqdm import tqdm
 
 from service.codecs import decode_payload
@@ -96,13 +97,14 @@ async def export_records(
     summary = ExportSummary(topic=topic, files={fmt: str(out / FILE_NAMES[fmt]) for fmt in formats})
     started = time.monotonic()
 
+    partitions = await topic_partitions(bootstrap, topic, client_options or {})
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
         auto_offset_reset="earliest", isolation_level="read_committed", **(client_options or {}),
     )
     await consumer.start()
     try:
-        await _consume(consumer, topic, handles, summary, group_id is not None, progress, idle_timeout_s)
+        await _consume(consumer, partitions, handles, summary, group_id is not None, progress, idle_timeout_s)
         if group_id:
             await consumer.commit()
     finally:
@@ -114,16 +116,41 @@ async def export_records(
     return summary
 
 
+async def topic_partitions(
+    bootstrap: str, topic: str, client_options: dict[str, Any], *, timeout_s: float = 5.0
+) -> list[TopicPartition]:
+    """Return every partition of `topic`; raise ValueError when the broker does not know the topic.
+
+    A topic created a moment ago may not be in the broker's metadata yet, so the lookup
+    is retried for up to `timeout_s` seconds.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options)
+    await admin.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            [description] = await admin.describe_topics([topic])
+            if description["error_code"] == 0 and description["partitions"]:
+                break
+            if time.monotonic() > deadline:
+                raise ValueError(
+                    f"topic {topic!r} not found on the broker (error code {description['error_code']}); "
+                    "check --topic and $DRLHF_TOPIC_RECORDS"
+                )
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+    numbers = sorted(partition["partition"] for partition in description["partitions"])
+    return [TopicPartition(topic, number) for number in numbers]
+
+
 async def _consume(
-    consumer: AIOKafkaConsumer, topic: str, handles: dict[str, IO[str]], summary: ExportSummary,
+    consumer: AIOKafkaConsumer, assigned: list[TopicPartition], handles: dict[str, IO[str]], summary: ExportSummary,
     use_group: bool, progress: bool, idle_timeout_s: float,
 ) -> None:
     # Assign every partition explicitly so the end offsets are known before reading.
-    await consumer.topics()
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        raise ValueError(f"topic {topic!r} not found on the broker; check --topic and $DRLHF_TOPIC_RECORDS")
-    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    topic = assigned[0].topic
     consumer.assign(assigned)
     if not use_group:
         await consumer.seek_to_beginning(*assigned)
