@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Run the whole pipeline on this machine: install, start a local Kafka broker and one
+# worker, stream the HH-RLHF feedback file through it (or a synthetic stream when the file
+# is absent), print the results, and leave the worker serving /metrics.
+#
+# Environment: DRLHF_WEB_PORT (default 6066), DRLHF_HH_RLHF_PATH (feedback file),
+# DRLHF_RUN_DIR (worker log and pid file, default ~/.cache/dynamic-rlhf/run), and every
+# worker variable in docs/service.md. Safe to run again: it replaces the worker it started
+# before and trains a new model id on each run.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+run_dir=${DRLHF_RUN_DIR:-$HOME/.cache/dynamic-rlhf/run}
+data=${DRLHF_HH_RLHF_PATH:-$repo/../shared/data/hh-rlhf-harmless-base/test.jsonl.gz}
+export DRLHF_WEB_PORT=${DRLHF_WEB_PORT:-6066}
+export DRLHF_WEB_HOST=${DRLHF_WEB_HOST:-127.0.0.1}
+mkdir -p "$run_dir"
+
+echo "== setup"
+bash scripts/setup.sh
+cli="$repo/.venv/bin/dynamic-rlhf"
+
+echo "== local Kafka broker"
+bootstrap=$(deploy/local-kafka/kafka-local start | tail -n 1)
+export KAFKA_BOOTSTRAP_SERVERS=$bootstrap
+echo "broker at $bootstrap"
+
+echo "== worker"
+if [[ -f "$run_dir/worker.pid" ]] && kill -0 "$(cat "$run_dir/worker.pid")" 2>/dev/null; then
+    old_pid=$(cat "$run_dir/worker.pid")
+    echo "stopping the worker of the previous run (pid $old_pid)"
+    kill "$old_pid"
+    for _ in $(seq 60); do kill -0 "$old_pid" 2>/dev/null || break; sleep 1; done
+fi
+nohup "$cli" worker >"$run_dir/worker.log" 2>&1 &
+echo $! >"$run_dir/worker.pid"
+echo "worker pid $(cat "$run_dir/worker.pid"), log $run_dir/worker.log"
+
+model_id="hh-rlhf-$(date -u +%Y%m%d-%H%M%S)"
+if [[ -f "$data" ]]; then
+    echo "== streaming $data as model $model_id"
+    "$cli" demo --watch 0 --timeout 180 --show-records 0 >/dev/null  # waits until the worker is ready
+    produced=$("$cli" produce "$data" --model-id "$model_id" --no-progress | tee /dev/stderr |
+               sed -n 's/^produced \([0-9]*\) messages.*/\1/p' | head -n 1)
+    "$cli" produce "$data" --candidates --limit 200 --model-id "$model_id" --no-progress
+    "$cli" demo --watch "${produced:-2312}" --model-id "$model_id" --timeout 600
+else
+    echo "== $data not found: streaming a synthetic feedback stream as model $model_id"
+    "$cli" demo --model-id "$model_id" --events 5000 --candidates 200 --timeout 600
+fi
+
+echo
+echo "The worker keeps running:"
+echo "  metrics:  http://$DRLHF_WEB_HOST:$DRLHF_WEB_PORT/metrics"
+echo "  health:   http://$DRLHF_WEB_HOST:$DRLHF_WEB_PORT/health/ready"
+echo "  model:    KAFKA_BOOTSTRAP_SERVERS=$bootstrap $cli model show --model-id $model_id"
+echo "  stop:     kill \$(cat $run_dir/worker.pid) && deploy/local-kafka/kafka-local stop"

@@ -1,0 +1,1 @@
+"""Faust agents and timers of the service."""

@@ -1,0 +1,68 @@
+"""Checkpoint rounds: on the learn agent's count or interval, on a timer, and on revocation."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from faust.types import TP
+
+from service.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+async def run_checkpoint(runtime: Runtime) -> None:
+    """Write changed models, wait for the broker, ack the events they contain, and count it.
+
+    A failed round crashes the worker: its events stay unacknowledged, so a restarted
+    worker consumes them again from the last checkpoint.
+    """
+    started = time.perf_counter()
+    try:
+        written = await runtime.store.checkpoint()
+    except Exception as exc:
+        runtime.metrics.checkpoints.labels("failed").inc()
+        logger.exception("Checkpoint failed; stopping the worker so it restarts from the last checkpoint")
+        await runtime.app.crash(exc)
+        return
+    if written:
+        runtime.metrics.checkpoints.labels("ok").inc()
+        runtime.metrics.checkpoint_duration.observe(time.perf_counter() - started)
+
+
+def register_checkpointing(runtime: Runtime) -> None:
+    """Install the checkpoint timer and the rebalance hooks."""
+    app = runtime.app
+    settings = runtime.settings
+    topics = {settings.topic_preferences, settings.topic_candidates}
+
+    def observe_size(model_id: str, size: int) -> None:
+        runtime.metrics.checkpoint_bytes.labels(runtime.metrics.model_label(model_id)).set(size)
+
+    runtime.store.on_checkpoint = observe_size
+
+    @app.timer(settings.checkpoint_interval_ms / 1000 / 2, name=f"{settings.app_id}.checkpoint")
+    async def checkpoint_timer() -> None:
+        # Covers idle streams: the learn agent only checks the interval when a batch arrives.
+        if runtime.store.checkpoint_due():
+            await run_checkpoint(runtime)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_: object, revoked: set[TP], **kwargs: object) -> None:
+        # Faust waited for every taken event to be acked; a last round covers the remainder.
+        await run_checkpoint(runtime)
+        partitions = {tp.partition for tp in revoked if tp.topic == settings.topic_preferences}
+        dropped = runtime.store.drop_partitions(partitions)
+        runtime.health.forget({(tp.topic, tp.partition) for tp in revoked if tp.topic in topics})
+        for tp in revoked:
+            if tp.topic in topics:
+                try:
+                    runtime.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+                except KeyError:
+                    pass  # no lag was measured for it yet
+        logger.info("Partitions revoked: %s; dropped models %s", sorted(map(str, revoked)), dropped)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app_: object, assigned: set[TP], **kwargs: object) -> None:
+        logger.info("Partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))

@@ -1,0 +1,78 @@
+"""Helpers shared by the agents: output sends and rate-limited warnings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from faust.types import EventT, FutureMessage
+
+from service.dead_letters import build_dead_letter, encode_dead_letter
+from service.runtime import Runtime
+
+JSON_HEADERS = [("content-type", b"application/json")]
+UNKNOWN_MODEL_ID = "unknown"
+
+
+class RateLimitedLog:
+    """Log at most one warning per `interval_s`, then report how many were suppressed."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 10.0) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._last = float("-inf")
+        self._suppressed = 0
+
+    def warning(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            self.logger.warning("%d similar warnings suppressed in the last %.0f s", self._suppressed, self.interval_s)
+            self._suppressed = 0
+        self._last = now
+        self.logger.warning(msg, *args)
+
+
+def model_key(event: EventT) -> str:
+    """Return the message key as a model id, for labels of events that could not be parsed."""
+    key = event.message.key
+    if isinstance(key, bytes):
+        try:
+            return key.decode("utf-8") or UNKNOWN_MODEL_ID
+        except UnicodeDecodeError:
+            return UNKNOWN_MODEL_ID
+    return UNKNOWN_MODEL_ID
+
+
+def dead_letter(runtime: Runtime, event: EventT, reason: str, detail: str, content_type: str | None) -> FutureMessage:
+    """Send the original message with the rejection reason to the dead-letter topic."""
+    message = event.message
+    letter = build_dead_letter(
+        original=event.value if isinstance(event.value, bytes) else b"",
+        reason=reason,
+        detail=detail,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=int(message.timestamp * 1000),
+        content_type=content_type,
+    )
+    runtime.metrics.dead_letters.labels(reason).inc()
+    return runtime.topics.dead_letters.send_soon(
+        key=message.key,
+        value=encode_dead_letter(letter),
+        headers=JSON_HEADERS,
+    )
+
+
+def publish_record(runtime: Runtime, record: dict[str, Any]) -> FutureMessage:
+    """Send one fine-tune record, keyed by its record id."""
+    return runtime.topics.records.send_soon(
+        key=str(record["record_id"]).encode("utf-8"),
+        value=json.dumps(record, ensure_ascii=False).encode("utf-8"),
+        headers=JSON_HEADERS,
+    )
