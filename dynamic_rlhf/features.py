@@ -1,26 +1,29 @@
 """Signed feature hashing of completions, conditioned on the prompt.
 
-Features of one completion ``c`` given prompt ``p`` (all signed-hashed into
-``dim`` buckets, value +1 or -1 per occurrence):
+Features of one completion ``c`` given prompt ``p``, each signed-hashed
+into one of ``dim`` buckets with value +1 or -1 per occurrence:
 
-* ``u:<token>`` -- word unigrams of ``c``;
-* ``b:<token> <token>`` -- word bigrams of ``c`` (when ``ngram_max >= 2``);
-* ``p:<token>`` -- unigrams of ``c`` that also occur in ``p``;
+* word unigrams of ``c`` (``"token"``);
+* word bigrams of ``c`` (``"token token"``, when ``ngram_max >= 2``);
+* unigrams of ``c`` that also occur in ``p`` (``"\\x01token"``);
 
-plus three dense features at fixed hashed positions: ``log1p`` of the token
+plus three dense features at fixed hashed buckets: ``log1p`` of the token
 count, the share of completion tokens found in the prompt, and an indicator
-for an empty completion. Everything is O(tokens).
+for an empty completion. Tokens are lower-cased runs of word characters or
+single punctuation marks. Everything is O(tokens).
 
-Token hashes come from BLAKE2b, never from Python's salted ``hash()``, so a
-model saved on one host indexes the same buckets on every other host. A
-bounded dict caches the hash of each token string.
+The hash is CRC-32 (zlib) of the UTF-8 feature string, spread over 64 bits
+by a multiplicative mix, never Python's salted ``hash()``: a model saved on
+one host indexes the same buckets on every other host. A bounded dict
+caches the bucket and sign of every feature string seen recently.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,55 +31,53 @@ import numpy as np
 from numpy.typing import NDArray
 
 TOKEN_PATTERN: Final = re.compile(r"\w+|[^\w\s]")
-
+PROMPT_PREFIX: Final = "\x01"
+DENSE_FEATURES: Final = ("\x02log_tokens", "\x02prompt_overlap", "\x02empty")
 _MASK64: Final = (1 << 64) - 1
-_BIGRAM_MULTIPLIER: Final = np.uint64(0x9E3779B97F4A7C15)
-_PROMPT_SALT: Final = np.uint64(0x5851F42D4C957F2D)
-_MIX1: Final = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2: Final = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31, _S33 = (np.uint64(s) for s in (30, 27, 31, 33))
-_ONE: Final = np.uint64(1)
-
-DENSE_FEATURES: Final = ("dense:log_tokens", "dense:prompt_overlap", "dense:empty")
+_GOLDEN64: Final = 0x9E3779B97F4A7C15
 
 
-def token_hash(token: str) -> int:
-    """Return the 64-bit hash of a unigram token."""
-    digest = hashlib.blake2b(token.encode("utf-8"), digest_size=8, person=b"drlhf-u1").digest()
-    return int.from_bytes(digest, "little")
+def feature_code(name: str, dim: int) -> int:
+    """Return ``2 * bucket + sign_bit`` of the feature string *name*.
+
+    A sign bit of 1 means the feature adds -1 to its bucket.
+
+    >>> feature_code("hello", 2**20) == feature_code("hello", 2**20)
+    True
+    """
+    mixed = (zlib.crc32(name.encode("utf-8")) * _GOLDEN64) & _MASK64
+    mixed ^= mixed >> 29
+    return ((mixed >> 33) % dim) * 2 + ((mixed >> 32) & 1)
 
 
-def _mix64(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    # SplitMix64 finaliser: spreads every input bit over the whole word.
-    x = x ^ (x >> _S30)
-    x = x * _MIX1
-    x = x ^ (x >> _S27)
-    x = x * _MIX2
-    return x ^ (x >> _S31)
+class FeatureCodeCache(dict[str, int]):
+    """A dict from feature string to :func:`feature_code` that empties itself when full."""
 
-
-class TokenHashCache(dict[str, int]):
-    """A dict from token to :func:`token_hash` that empties itself when full."""
-
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, dim: int, max_size: int) -> None:
         super().__init__()
+        self.dim = dim
         self.max_size = max_size
 
-    def __missing__(self, token: str) -> int:
+    def __missing__(self, name: str) -> int:
         if len(self) >= self.max_size:
             self.clear()
-        value = token_hash(token)
-        self[token] = value
-        return value
+        code = feature_code(name, self.dim)
+        self[name] = code
+        return code
 
 
 @dataclass(frozen=True)
-class FeatureVector:
-    """Sparse features of one completion; ``indices`` may repeat."""
+class FeatureBatch:
+    """Sparse features of several completions in coordinate form.
+
+    Entry ``i`` adds ``values[i]`` to bucket ``indices[i]`` of completion
+    ``columns[i]``; a bucket may repeat within a completion.
+    """
 
     indices: NDArray[np.int64]
     values: NDArray[np.float32]
-    n_tokens: int
+    columns: NDArray[np.int64]
+    n_tokens: list[int]
 
 
 class HashingFeaturiser:
@@ -91,73 +92,83 @@ class HashingFeaturiser:
     max_tokens:
         Tokens beyond this count in one text are ignored.
     cache_size:
-        Most token hashes kept in memory.
+        Most feature codes kept in memory.
 
     Examples
     --------
     >>> f = HashingFeaturiser(dim=2**10)
-    >>> vec = f.featurise("the cat sat", prompt_tokens=frozenset({"cat"}))
-    >>> vec.n_tokens, len(vec.indices)
-    (3, 9)
+    >>> batch = f.featurise(["the cat sat", ""], prompt_tokens=frozenset({"cat"}))
+    >>> batch.n_tokens, len(batch.indices), batch.columns.tolist()
+    ([3, 0], 12, [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1])
     """
 
     def __init__(self, dim: int = 2**20, ngram_max: int = 2, max_tokens: int = 4096, cache_size: int = 500_000) -> None:
         self.dim = dim
         self.ngram_max = ngram_max
         self.max_tokens = max_tokens
-        self.cache = TokenHashCache(cache_size)
-        self._dim64 = np.uint64(dim)
-        self._dense_indices = np.array([token_hash(name) % dim for name in DENSE_FEATURES], dtype=np.int64)
+        self.cache = FeatureCodeCache(dim, cache_size)
+        self._dense_indices = np.array([feature_code(name, dim) // 2 for name in DENSE_FEATURES], dtype=np.int64)
+        self._dense_blocks: dict[int, NDArray[np.int64]] = {}
 
     def tokenise(self, text: str) -> list[str]:
         """Split lower-cased *text* into words and single punctuation marks."""
-        return TOKEN_PATTERN.findall(text.lower())[: self.max_tokens]
+        tokens: list[str] = TOKEN_PATTERN.findall(text.lower())
+        return tokens[: self.max_tokens] if len(tokens) > self.max_tokens else tokens
 
     def prompt_tokens(self, prompt: str) -> frozenset[str]:
         """Return the token set of *prompt* used by the overlap features."""
         return frozenset(self.tokenise(prompt))
 
-    def featurise(self, completion: str, prompt_tokens: frozenset[str]) -> FeatureVector:
-        """Return the sparse features of *completion* given the prompt's tokens."""
-        tokens = self.tokenise(completion)
-        n = len(tokens)
-        hashes = np.fromiter(map(self.cache.__getitem__, tokens), dtype=np.uint64, count=n)
+    def featurise(self, completions: Sequence[str], prompt_tokens: frozenset[str]) -> FeatureBatch:
+        """Return the sparse features of *completions* given the prompt's tokens."""
+        codes: list[int] = []
+        counts: list[int] = []
+        dense: list[float] = []
+        lengths: list[int] = []
+        lookup = self.cache.__getitem__
+        bigrams = self.ngram_max >= 2
 
-        # Hash streams: unigrams as cached, bigrams and prompt overlaps re-mixed.
-        parts = [hashes]
-        if self.ngram_max >= 2 and n >= 2:
-            parts.append(_mix64(hashes[:-1] * _BIGRAM_MULTIPLIER + hashes[1:]))
-        overlap = np.fromiter((t in prompt_tokens for t in tokens), dtype=bool, count=n)
-        n_overlap = int(overlap.sum())
-        if n_overlap:
-            parts.append(_mix64(hashes[overlap] ^ _PROMPT_SALT))
-        hashed = np.concatenate(parts) if len(parts) > 1 else hashes
+        for text in completions:
+            tokens = self.tokenise(text)
+            n = len(tokens)
+            names = list(tokens)
+            if bigrams and n >= 2:
+                names += [first + " " + second for first, second in zip(tokens, tokens[1:])]
+            overlap = [PROMPT_PREFIX + token for token in tokens if token in prompt_tokens]
+            names += overlap
 
-        # Bucket from the high bits, sign from the lowest bit.
-        indices = ((hashed >> _S33) % self._dim64).astype(np.int64)
-        signs = 1.0 - 2.0 * (hashed & _ONE).astype(np.float32)
+            codes.extend(map(lookup, names))
+            counts.append(len(names))
+            lengths.append(n)
+            dense += (math.log1p(n), len(overlap) / n if n else 0.0, 0.0 if n else 1.0)
 
-        dense = np.array([math.log1p(n), n_overlap / n if n else 0.0, 0.0 if n else 1.0], dtype=np.float32)
-        return FeatureVector(
-            indices=np.concatenate((indices, self._dense_indices)),
-            values=np.concatenate((signs.astype(np.float32), dense)),
-            n_tokens=n,
+        # Buckets and signs of the hashed entries, then the dense block.
+        code_array = np.array(codes, dtype=np.int64)
+        signs = np.float32(1.0) - np.float32(2.0) * (code_array & 1).astype(np.float32)
+        m = len(lengths)
+        return FeatureBatch(
+            indices=np.concatenate((code_array >> 1, self._dense_block(m))),
+            values=np.concatenate((signs, np.array(dense, dtype=np.float32))),
+            columns=np.repeat(list(range(m)) * 2, counts + [len(DENSE_FEATURES)] * m),
+            n_tokens=lengths,
         )
 
-    def feature_names(self) -> dict[int, tuple[str, float]]:
-        """Return bucket -> (name, sign) for the unigram, overlap and dense features known now.
+    def _dense_block(self, m: int) -> NDArray[np.int64]:
+        block = self._dense_blocks.get(m)
+        if block is None:
+            block = self._dense_blocks[m] = np.tile(self._dense_indices, m)
+        return block
 
-        Only tokens still in the hash cache are named; bigram names are not
-        recoverable from their hashes. A feature's weight is its sign times
-        its bucket's weight.
+    def feature_names(self) -> dict[int, tuple[str, float]]:
+        """Return bucket -> (name, sign) for the features whose codes are cached.
+
+        A feature's weight is its sign times its bucket's weight. Overlap
+        features are shown as ``"prompt:token"``.
         """
         names: dict[int, tuple[str, float]] = {}
-        if self.cache:
-            tokens = list(self.cache)
-            hashes = np.fromiter(self.cache.values(), dtype=np.uint64, count=len(tokens))
-            for prefix, hashed in (("u:", hashes), ("p:", _mix64(hashes ^ _PROMPT_SALT))):
-                buckets = ((hashed >> _S33) % self._dim64).tolist()
-                signs = (1 - 2 * (hashed & _ONE).astype(np.int64)).tolist()
-                names.update(zip(buckets, ((prefix + t, float(s)) for t, s in zip(tokens, signs))))
-        names.update((int(i), (name, 1.0)) for i, name in zip(self._dense_indices, DENSE_FEATURES))
+        for name, code in self.cache.items():
+            shown = "prompt:" + name[1:] if name.startswith(PROMPT_PREFIX) else name
+            names[code >> 1] = (shown, -1.0 if code & 1 else 1.0)
+        for index, name in zip(self._dense_indices.tolist(), DENSE_FEATURES):
+            names[index] = ("dense:" + name[1:], 1.0)
         return names

@@ -119,9 +119,8 @@ class DynamicRLHFModel:
 
         # Features of all completions, merged into one (buckets x completions) block.
         coordinates, block_features, n_tokens = self._features(judgement.prompt_text, judgement.texts)
-        step = self.version + 1
-        weights = self.optimiser.current(coordinates, self.version)
-        rewards = (weights @ block_features).astype(np.float64)
+        weights = self.optimiser.current(coordinates)
+        rewards = (block_features.T @ weights).T.astype(np.float64)
 
         # Head weights: example weight x annotator weight x Poisson(1) draws.
         label_weight = judgement.weight * self.annotators.weight(judgement.annotator_id)
@@ -137,11 +136,9 @@ class DynamicRLHFModel:
         outcome = self._record(judgement, structure.strict, differences[0], pair_loss[0], rewards[0], n_tokens, live, tally)
 
         # One AdaGrad step on every head.
-        gradient = (coefficients @ block_features.T).astype(np.float32)
-        if self.config.l2 > 0.0:
-            weights *= self.optimiser.decay
-        self.optimiser.step(coordinates, weights, gradient, step)
-        self.version = step
+        gradient = block_features @ coefficients.T.astype(np.float32)
+        self.optimiser.step(coordinates, gradient)
+        self.version += 1
         self.pairs_trained += outcome.pairs
         return outcome
 
@@ -167,16 +164,12 @@ class DynamicRLHFModel:
     def _features(self, prompt: str, texts: Sequence[str]) -> tuple[NDArray[np.int64], NDArray[np.float32], list[int]]:
         """Return unique buckets, the (buckets x completions) feature block and token counts."""
         featuriser = self.featuriser
-        prompt_tokens = featuriser.prompt_tokens(prompt)
-        vectors = [featuriser.featurise(text, prompt_tokens) for text in texts]
-        n = len(vectors)
+        batch = featuriser.featurise(texts, featuriser.prompt_tokens(prompt))
+        n = len(texts)
 
-        indices = np.concatenate([v.indices for v in vectors])
-        values = np.concatenate([v.values for v in vectors])
-        columns = np.repeat(np.arange(n), [len(v.indices) for v in vectors])
-        coordinates, inverse = np.unique(indices, return_inverse=True)
-        block = np.bincount(inverse * n + columns, weights=values, minlength=len(coordinates) * n)
-        return coordinates, block.reshape(len(coordinates), n).astype(np.float32), [v.n_tokens for v in vectors]
+        coordinates, inverse = np.unique(batch.indices, return_inverse=True)
+        block = np.bincount(inverse * n + batch.columns, weights=batch.values, minlength=len(coordinates) * n)
+        return coordinates, block.reshape(len(coordinates), n).astype(np.float32), batch.n_tokens
 
     # -- scoring ----------------------------------------------------------
 
@@ -184,7 +177,7 @@ class DynamicRLHFModel:
         prompt_text = render_text(normalise_text(prompt, "prompt"))
         texts = [render_text(normalise_text(c, f"completions[{i}]")) for i, c in enumerate(completions)]
         coordinates, block, _ = self._features(prompt_text, texts)
-        return (self.optimiser.current(coordinates, self.version) @ block).astype(np.float64)
+        return (block.T @ self.optimiser.current(coordinates)).T.astype(np.float64)
 
     def score(self, prompt: Text, completions: Sequence[Text]) -> list[RewardScore]:
         """Return the reward and the bootstrap heads' std of each completion."""
@@ -214,9 +207,9 @@ class DynamicRLHFModel:
     # -- inspection -------------------------------------------------------
 
     def head_weights(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-        """Return the touched buckets and their current ``(heads, buckets)`` weights."""
+        """Return the touched buckets and their current ``(buckets, heads)`` weights."""
         coordinates = self.optimiser.touched()
-        return coordinates, self.optimiser.current(coordinates, self.version)
+        return coordinates, self.optimiser.current(coordinates)
 
     def top_features(self, n: int = 20) -> list[tuple[str, float]]:
         """Return the *n* head-0 features of largest absolute weight, strongest first.
@@ -227,7 +220,7 @@ class DynamicRLHFModel:
         several features share a bucket, the name is one of them.
         """
         coordinates, weights = self.head_weights()
-        head = weights[0]
+        head = weights[:, 0]
         order = np.argsort(-np.abs(head), kind="stable")[:n]
         names = self.featuriser.feature_names()
         top = []
@@ -252,7 +245,7 @@ class DynamicRLHFModel:
             recent_loss=m.recent_loss,
             recent_accuracy=m.recent_accuracy,
             mean_margin=m.mean_margin,
-            weight_norm=float(np.linalg.norm(weights[0].astype(np.float64))),
+            weight_norm=float(np.linalg.norm(weights[:, 0].astype(np.float64))),
             reward_mean=self.moments.mean_x,
             reward_std=math.sqrt(self.moments.var_x),
             reward_length_correlation=self.moments.correlation(),

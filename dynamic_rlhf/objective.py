@@ -39,6 +39,9 @@ class Structure:
     first: NDArray[np.int64]
     second: NDArray[np.int64]
     strict: NDArray[np.bool_]
+    all_strict: bool
+    no_strict: bool
+    any_bad: bool
     bad: NDArray[np.bool_]
     margins: FloatArray
     weights: FloatArray
@@ -64,6 +67,9 @@ def build_structure(n: int, pairs: tuple[tuple[int, int, int, float, float], ...
         first=first,
         second=second,
         strict=kinds == STRICT,
+        all_strict=bool((kinds == STRICT).all()),
+        no_strict=not bool((kinds == STRICT).any()),
+        any_bad=bool((kinds == TIE_BAD).any()),
         bad=kinds == TIE_BAD,
         margins=np.array([p[3] for p in pairs], dtype=np.float64),
         weights=np.array([p[4] for p in pairs], dtype=np.float64),
@@ -87,11 +93,16 @@ class ObjectiveParams:
 def comparison_terms(rewards: FloatArray, structure: Structure, nu: float) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Return (reward differences, per-pair likelihood loss, d loss / d difference), each (H, P)."""
     d = rewards @ structure.incidence.T
+    if structure.all_strict:
+        loss, grad = bradley_terry(d, structure.margins)
+        return d, loss, grad
+    if structure.no_strict:
+        loss, grad = davidson_tie(d, nu)
+        return d, loss, grad
+
     bt_loss, bt_grad = bradley_terry(d, structure.margins)
     tie_loss, tie_grad = davidson_tie(d, nu)
-    loss = np.where(structure.strict, bt_loss, tie_loss)
-    grad = np.where(structure.strict, bt_grad, tie_grad)
-    return d, loss, grad
+    return d, np.where(structure.strict, bt_loss, tie_loss), np.where(structure.strict, bt_grad, tie_grad)
 
 
 def example_objective(rewards: FloatArray, structure: Structure, params: ObjectiveParams,
@@ -115,7 +126,7 @@ def example_objective(rewards: FloatArray, structure: Structure, params: Objecti
         coefficients[:, structure.ranking] = ranked_grad
 
     # "Both bad" ties: push both rewards below zero.
-    if params.tie_bad_strength > 0.0 and structure.bad.any():
+    if params.tie_bad_strength > 0.0 and structure.any_bad:
         bad_weights = weights * structure.bad
         for onehot in (structure.first_onehot, structure.second_onehot):
             value, grad = push_down(rewards @ onehot.T, params.tie_bad_strength)

@@ -1,20 +1,23 @@
-r"""Per-coordinate AdaGrad with lazily applied, decoupled L2 decay.
+r"""Per-coordinate AdaGrad with decoupled L2 decay applied lazily.
 
-For a sparse gradient :math:`g` on the touched coordinates :math:`u`, one
-step :math:`t` does, for every head row at once:
+One step :math:`t` with sparse gradient :math:`g` on the touched
+coordinates :math:`u` does, for every head at once:
 
 .. math::
 
-    w_u \leftarrow w_u (1 - \eta\lambda)^{t - s_u}, \quad
+    w \leftarrow (1 - \eta\lambda) \, w, \quad
     G_u \leftarrow G_u + g_u^2, \quad
-    w_u \leftarrow w_u - \eta \, g_u / (\sqrt{G_u} + \epsilon), \quad
-    s_u \leftarrow t
+    w_u \leftarrow w_u - \eta \, g_u / (\sqrt{G_u} + \epsilon)
 
-where :math:`s_u` is the step at which coordinate :math:`u` was last
-touched. Because the decay is decoupled from the adaptive step (as in
-AdamW), catching up :math:`t - s_u` missed decays at once gives exactly the
-weights a dense implementation would hold, while each update costs
-O(touched coordinates x heads).
+The decay touches every coordinate, so it is kept lazy: the stored weights
+are :math:`\tilde w = w / s_t` with the scalar :math:`s_t = (1 - \eta\lambda)^t`.
+Decaying all weights is then the O(1) update :math:`s_t = s_{t-1}(1 - \eta\lambda)`,
+reading a weight is :math:`w_u = s_t \tilde w_u`, and the gradient step
+writes :math:`\tilde w_u \leftarrow \tilde w_u - \eta g_u / ((\sqrt{G_u} + \epsilon) s_t)`.
+One update therefore costs O(touched coordinates x heads), and the result
+equals dense decay up to float32 rounding. When :math:`s_t` falls below
+1e-20 the scale is folded into the stored weights (one O(dim) pass, about
+once every :math:`46 / (\eta\lambda)` steps).
 
 AdaGrad rather than Adam: rare hashed n-grams keep a large step until they
 have been seen often, AdaGrad has regret guarantees for online convex
@@ -29,49 +32,50 @@ import numpy as np
 from numpy.typing import NDArray
 
 Float32Array = NDArray[np.float32]
+_MIN_SCALE = 1e-20
 
 
 class LazyAdaGrad:
-    """Weights, AdaGrad accumulators and last-touched steps of ``heads`` linear models.
+    """Weights, AdaGrad accumulators and the decay scale of ``heads`` linear models.
 
-    Parameters
-    ----------
-    heads:
-        Number of weight rows updated together.
-    dim:
-        Number of coordinates per row.
-    learning_rate, l2, epsilon:
-        :math:`\\eta`, :math:`\\lambda` and :math:`\\epsilon` above.
+    Arrays are coordinate-major, shape ``(dim, heads)``: the heads of one
+    bucket share a cache line, so gathering and scattering the touched
+    buckets of all heads costs one memory access per bucket.
     """
 
     def __init__(self, heads: int, dim: int, learning_rate: float, l2: float, epsilon: float = 1e-8) -> None:
         self.learning_rate = learning_rate
         self.l2 = l2
         self.epsilon = epsilon
-        self.weights = np.zeros((heads, dim), dtype=np.float32)
-        self.accumulators = np.zeros((heads, dim), dtype=np.float32)
-        self.last_step = np.zeros(dim, dtype=np.uint32)
-        self.decay = np.float32(1.0 - learning_rate * l2)
+        self.decay = 1.0 - learning_rate * l2
+        self.scale = 1.0
+        self.scaled_weights = np.zeros((dim, heads), dtype=np.float32)
+        self.accumulators = np.zeros((dim, heads), dtype=np.float32)
+        self.touched_mask = np.zeros(dim, dtype=np.bool_)
 
-    def current(self, coordinates: NDArray[np.int64], step: int) -> Float32Array:
-        """Return the ``(heads, len(coordinates))`` weights as of *step*, decays applied.
-
-        *coordinates* must be unique. The stored weights are left unchanged.
-        """
-        block = self.weights[:, coordinates]
-        if self.l2 > 0.0:
-            elapsed = (np.uint32(step) - self.last_step[coordinates]).astype(np.float32)
-            block *= np.power(self.decay, elapsed)
+    def current(self, coordinates: NDArray[np.int64]) -> Float32Array:
+        """Return the ``(len(coordinates), heads)`` weights, decay included."""
+        block = self.scaled_weights[coordinates]
+        if self.scale != 1.0:
+            block *= np.float32(self.scale)
         return block
 
-    def step(self, coordinates: NDArray[np.int64], block: Float32Array, gradient: Float32Array, step: int) -> None:
-        """Apply one AdaGrad step to *block* (from :meth:`current`) and store it."""
-        accumulators = self.accumulators[:, coordinates] + gradient * gradient
-        self.accumulators[:, coordinates] = accumulators
-        block -= self.learning_rate * gradient / (np.sqrt(accumulators) + self.epsilon)
-        self.weights[:, coordinates] = block
-        self.last_step[coordinates] = step
+    def step(self, coordinates: NDArray[np.int64], gradient: Float32Array) -> None:
+        """Decay every weight once, then take an AdaGrad step on *coordinates* (unique)."""
+        self.scale *= self.decay
+        accumulators = self.accumulators[coordinates]
+        accumulators += gradient * gradient
+        self.accumulators[coordinates] = accumulators
+
+        delta = gradient / (np.sqrt(accumulators) + np.float32(self.epsilon))
+        delta *= np.float32(self.learning_rate / self.scale)
+        self.scaled_weights[coordinates] -= delta
+        self.touched_mask[coordinates] = True
+
+        if self.scale < _MIN_SCALE:
+            self.scaled_weights *= np.float32(self.scale)
+            self.scale = 1.0
 
     def touched(self) -> NDArray[np.int64]:
         """Return the coordinates updated at least once, ascending."""
-        return np.flatnonzero(self.last_step).astype(np.int64)
+        return np.flatnonzero(self.touched_mask).astype(np.int64)

@@ -5,12 +5,13 @@ Layout (a msgpack map, keys in this order):
 * ``format`` = ``"dynamic-rlhf-model"`` and ``format_version`` (currently 1);
 * ``model_id``, ``config`` (the :class:`ModelConfig` fields), counters;
 * ``metrics``, ``moments``, ``annotators`` -- running statistics;
+* ``scale`` -- the lazy decay factor (see :mod:`dynamic_rlhf.optim`);
 * ``coordinates`` -- touched buckets, ascending, raw little-endian uint32;
-* ``weights`` and ``accumulators`` -- ``(heads, len(coordinates))`` raw
-  little-endian float32, row-major; ``last_step`` -- uint32 per bucket.
+* ``weights`` (stored, i.e. divided by ``scale``) and ``accumulators`` --
+  ``(len(coordinates), heads)`` raw little-endian float32, row-major.
 
 Only touched buckets are stored, so the size grows with the vocabulary
-seen, not with ``dim``: about ``8 * (n_heads + 1) + 8`` bytes per bucket.
+seen, not with ``dim``: ``8 * (n_heads + 1) + 4`` bytes per bucket.
 Loading and saving again gives the same bytes. The replay buffer of
 ``add_preferences`` and the token hash cache are not stored.
 """
@@ -49,10 +50,10 @@ def dump_model(model: DynamicRLHFModel) -> bytes:
         "metrics": model.metrics.to_state(),
         "moments": model.moments.to_state(),
         "annotators": model.annotators.to_state(),
+        "scale": optimiser.scale,
         "coordinates": coordinates.astype("<u4").tobytes(),
-        "weights": np.ascontiguousarray(optimiser.weights[:, coordinates], dtype="<f4").tobytes(),
-        "accumulators": np.ascontiguousarray(optimiser.accumulators[:, coordinates], dtype="<f4").tobytes(),
-        "last_step": optimiser.last_step[coordinates].astype("<u4").tobytes(),
+        "weights": np.ascontiguousarray(optimiser.scaled_weights[coordinates], dtype="<f4").tobytes(),
+        "accumulators": np.ascontiguousarray(optimiser.accumulators[coordinates], dtype="<f4").tobytes(),
     }
     return msgpack.packb(state, use_bin_type=True)
 
@@ -109,7 +110,7 @@ def _unpack(data: bytes) -> dict[str, Any]:
 
 def _load_arrays(model: DynamicRLHFModel, state: dict[str, Any]) -> None:
     optimiser = model.optimiser
-    heads = optimiser.weights.shape[0]
+    heads = optimiser.scaled_weights.shape[1]
     coordinates = np.frombuffer(state["coordinates"], dtype="<u4").astype(np.int64)
     n = len(coordinates)
     if n and int(coordinates.max()) >= model.config.dim:
@@ -117,10 +118,10 @@ def _load_arrays(model: DynamicRLHFModel, state: dict[str, Any]) -> None:
 
     weights = np.frombuffer(state["weights"], dtype="<f4")
     accumulators = np.frombuffer(state["accumulators"], dtype="<f4")
-    last_step = np.frombuffer(state["last_step"], dtype="<u4")
-    if weights.size != heads * n or accumulators.size != heads * n or last_step.size != n:
+    if weights.size != heads * n or accumulators.size != heads * n:
         raise StateError(f"invalid model state: array sizes do not match {n} buckets x {heads} heads")
 
-    optimiser.weights[:, coordinates] = weights.reshape(heads, n)
-    optimiser.accumulators[:, coordinates] = accumulators.reshape(heads, n)
-    optimiser.last_step[coordinates] = last_step
+    optimiser.scale = float(state["scale"])
+    optimiser.scaled_weights[coordinates] = weights.reshape(n, heads)
+    optimiser.accumulators[coordinates] = accumulators.reshape(n, heads)
+    optimiser.touched_mask[coordinates] = True
