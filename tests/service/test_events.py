@@ -9,8 +9,9 @@ import pytest
 
 from dynamic_rlhf import PreferenceExample, RankingExample, RatingExample
 from service.demo_stream import (
-    annotator_kinds,
+    annotator_flip_rates,
     bayes_optimal_choice,
+    hidden_world,
     synthetic_candidate_sets,
     synthetic_preference_events,
     true_preference_probability,
@@ -192,34 +193,44 @@ def test_synthetic_events_are_valid_and_reproducible():
         assert example.model_id == "m-syn"
 
 
-def test_synthetic_annotator_agreement():
-    kinds = annotator_kinds(8, 0.25, 0.125)
-    assert Counter(kinds.values()) == {"honest": 5, "noisy": 2, "adversarial": 1}
+def test_synthetic_seeds_share_world():
+    vocabulary = set(hidden_world().vocabulary)
+    events = list(synthetic_preference_events(50, seed=1, kinds={"pair": 1.0}))
+    sets = list(synthetic_candidate_sets(50, seed=2))
+    words = {word for event in events for word in (event["chosen"] + " " + event["rejected"]).split()}
+    words |= {word for obj in sets for completion in obj["completions"] for word in completion.split()}
+    assert words <= vocabulary
+    assert len(vocabulary) == 100
 
-    agreement: dict[str, list[bool]] = {"honest": [], "noisy": [], "adversarial": []}
+
+def test_synthetic_annotator_agreement():
+    rates = annotator_flip_rates(10, 0.2, 0.1)
+    assert Counter(rates.values()) == {0.0: 7, 0.35: 2, 1.0: 1}
+
+    agreement: dict[float, list[bool]] = {0.0: [], 0.35: [], 1.0: []}
     for event in synthetic_preference_events(4000, seed=3, kinds={"pair": 1.0}):
         if event["kind"] != "pair":
             continue
         agrees = bayes_optimal_choice(event["prompt"], event["chosen"], event["rejected"]) == 0
-        agreement[kinds[event["annotator_id"]]].append(agrees)
+        agreement[rates[event["annotator_id"]]].append(agrees)
 
-    rate = {kind: sum(values) / len(values) for kind, values in agreement.items()}
-    # Measured with seed 3: honest 0.867, noisy 0.493, adversarial 0.159.
-    assert rate["honest"] > 0.82
-    assert 0.42 < rate["noisy"] < 0.58
-    assert rate["adversarial"] < 0.2
+    share = {rate: sum(values) / len(values) for rate, values in agreement.items()}
+    # Measured with seed 3: honest 0.864, noisy 0.616, adversarial 0.142.
+    assert share[0.0] > 0.82
+    assert 0.55 < share[0.35] < 0.68
+    assert share[1.0] < 0.2
 
 
 def test_true_preference_is_symmetric():
-    prompt = "Explain chess to a beginner."
-    good, bad = "Clear steps about chess.", "Rude wrong nonsense."
-    assert true_reward(prompt, good) > 0 > true_reward(prompt, bad)
-    assert true_reward(prompt, "") == 0.0
-    assert true_preference_probability(prompt, good, bad) == pytest.approx(
-        1 - true_preference_probability(prompt, bad, good)
-    )
-    assert bayes_optimal_choice(prompt, good, bad) == 0
-    assert bayes_optimal_choice(prompt, bad, good) == 1
+    world = hidden_world()
+    ranked = sorted(world.vocabulary, key=lambda word: world.weights[word])
+    good, bad = " ".join(ranked[-3:]), " ".join(ranked[:3])
+    assert true_reward("p", good) > 0 > true_reward("p", bad)
+    assert true_reward("p", "") == 0.0
+    assert true_preference_probability("p", good, bad) == pytest.approx(1 - true_preference_probability("p", bad, good))
+    assert true_preference_probability("p", good, bad) > 0.9
+    assert bayes_optimal_choice("p", good, bad) == 0
+    assert bayes_optimal_choice("p", bad, good) == 1
 
 
 def test_synthetic_candidate_sets_valid():
