@@ -26,6 +26,7 @@ from service.limits import Limits
 
 SCHEMA_DIR: Final[Path] = Path(__file__).resolve().parents[1] / "schemas"
 DEFAULT_MODEL_ID: Final = "default"
+DEFAULT_SOURCE: Final = "unspecified"
 
 Example = Union[PreferenceExample, RankingExample, RatingExample]
 Message = dict[str, str]
@@ -128,7 +129,7 @@ def parse_candidate_set(obj: dict[str, Any], limits: Limits) -> CandidateSet:
         model_id=obj.get("model_id", DEFAULT_MODEL_ID),
         prompt=obj["prompt"],
         completions=tuple(obj["completions"]),
-        source=obj.get("source", ""),
+        source=obj.get("source", DEFAULT_SOURCE),
         tags=tuple(obj.get("tags", ())),
     )
 

@@ -169,7 +169,7 @@ def test_candidate_set_parsed():
     obj = {"request_id": "r-1", "model_id": "m", "prompt": CHAT, "completions": ["", "b"], "tags": ["t"]}
     candidate_set = parse_candidate_set(obj, LIMITS)
     assert candidate_set == CandidateSet(
-        request_id="r-1", model_id="m", prompt=CHAT, completions=("", "b"), source="", tags=("t",)
+        request_id="r-1", model_id="m", prompt=CHAT, completions=("", "b"), source="unspecified", tags=("t",)
     )
 
 

@@ -7,6 +7,7 @@ payloads); the prefix is the reason the service must reject them with.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,34 @@ def test_dead_letter_rejects_unknown_reason():
     with pytest.raises(ValueError):
         build_dead_letter(original=b"", reason="oops", detail="", topic="t", partition=0, offset=0,
                           timestamp_ms=None, content_type=None)
+
+
+def test_core_records_match_schema():
+    from dynamic_rlhf import DynamicRLHFModel, HarvestPolicy
+
+    from service.demo_stream import synthetic_candidate_sets, synthetic_preference_events
+
+    model = DynamicRLHFModel(model_id="m-schema")
+    for event in synthetic_preference_events(300, seed=5, model_id="m-schema"):
+        for example in parse_preference_event(event, LIMITS):
+            model.learn_one(example)
+
+    validator = schema_validator("fine_tune_record")
+    policy = HarvestPolicy(name="schema-test", top_k=2)
+    chat_prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write something."}]
+    kinds: Counter[str] = Counter()
+    for obj in synthetic_candidate_sets(20, seed=6, model_id="m-schema"):
+        candidate_set = parse_candidate_set(obj, LIMITS)
+        for prompt in (candidate_set.prompt, chat_prompt):
+            records = model.build_fine_tune_records(
+                prompt, list(candidate_set.completions), candidate_set.source, policy=policy,
+                tags=candidate_set.tags, request_id=candidate_set.request_id,
+            )
+            for record in records:
+                errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(record)]
+                assert errors == []
+                kinds[(record["kind"], isinstance(record["prompt"], str))] += 1
+    assert kinds[("sft", True)] == 40
+    assert kinds[("sft", False)] == 40
+    assert kinds[("preference", True)] == 20
+    assert kinds[("preference", False)] == 20
