@@ -55,7 +55,7 @@ class ModelConfig:
     ngram_max: int = 2
     max_tokens: int = 4096
     n_heads: int = 8
-    learning_rate: float = 0.1
+    learning_rate: float = 0.05
     l2: float = 1e-5
     tie_nu: float = 1.0
     tie_bad_strength: float = 0.5
@@ -63,9 +63,9 @@ class ModelConfig:
     rating_margin_scale: float = 0.0
     ranking_loss: RankingLoss = "plackett_luce"
     annotator_min_weight: float = 0.25
-    annotator_prior_agree: float = 9.0
-    annotator_prior_disagree: float = 1.0
-    annotator_full_weight_reliability: float = 0.9
+    annotator_prior_agree: float = 8.0
+    annotator_prior_disagree: float = 2.0
+    annotator_full_weight_reliability: float = 0.8
     annotator_confidence: float = 0.8
     stats_window: float = 10_000.0
     metrics_window: float = 1_000.0

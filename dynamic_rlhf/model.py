@@ -212,7 +212,7 @@ class DynamicRLHFModel:
         return coordinates, self.optimiser.current(coordinates)
 
     def top_features(self, n: int = 20) -> list[tuple[str, float]]:
-        """Return the *n* head-0 features of largest absolute weight, strongest first.
+        """Return the *n* non-zero head-0 features of largest absolute weight, strongest first.
 
         Named features report their own weight (bucket weight times the
         feature's hash sign). Bigram buckets, and tokens no longer in the hash
@@ -220,7 +220,8 @@ class DynamicRLHFModel:
         several features share a bucket, the name is one of them.
         """
         coordinates, weights = self.head_weights()
-        head = weights[:, 0]
+        nonzero = weights[:, 0] != 0.0
+        coordinates, head = coordinates[nonzero], weights[nonzero, 0]
         order = np.argsort(-np.abs(head), kind="stable")[:n]
         names = self.featuriser.feature_names()
         top = []
