@@ -1,9 +1,9 @@
 """Every Grafana panel query returns data from a real Prometheus scraping a real worker.
 
-The test starts ``dynamic-rlhf worker`` against the test broker with unique topics,
-feeds it synthetic preference events (plus malformed messages for the dead-letter
-panel) and candidate sets, lets a local Prometheus scrape it every second, and runs
-each panel's PromQL through ``/api/v1/query``.
+The test starts ``dynamic-rlhf worker`` against the test broker with unique topics. It
+feeds the worker synthetic preference events, malformed messages (for the dead-letter
+panel) and candidate sets. A local Prometheus scrapes the worker every second, and each
+panel's PromQL runs through ``/api/v1/query``.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def test_every_panel_query_returns_data(worker_env: dict[str, str], worker: Proc
     wait_for_value(prometheus, "sum(dynamic_rlhf_dead_letters_total)", len(MALFORMED_MESSAGES), worker)
     wait_for_value(prometheus, "count(dynamic_rlhf_checkpoint_bytes > 0)", 1, worker)
     wait_for_value(prometheus, "sum(dynamic_rlhf_candidates_scored_total)", CANDIDATE_SETS * 4, worker)
-    # Two more scrapes, so every rate() window holds at least two samples of each series.
+    # Two more scrapes, so every rate() window contains at least two samples of each series.
     time.sleep(2.5)
 
     empty = []
