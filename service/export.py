@@ -26,6 +26,7 @@ from typing import IO, Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from tqdm import tqdm
 
 from service.codecs import decode_payload
@@ -134,8 +135,9 @@ async def topic_partitions(
                 break
             if time.monotonic() > deadline:
                 raise ValueError(
-                    f"topic {topic!r} not found on the broker (error code {description['error_code']}); "
-                    "check --topic and $DRLHF_TOPIC_RECORDS"
+                    f"topic {topic!r} not found on the broker at {bootstrap} (Kafka error code "
+                    f"{description['error_code']}); check the topic name, or start a worker, which creates the "
+                    "service topics"
                 )
             await asyncio.sleep(0.2)
     finally:
@@ -272,6 +274,9 @@ def run_export(args: argparse.Namespace, settings: Any = None) -> int:
     except ValueError as exc:
         print(f"dynamic-rlhf export: {exc}", file=sys.stderr)
         return 2
+    except KafkaError as exc:
+        print(f"dynamic-rlhf export: Kafka request to {args.bootstrap} failed: {exc!r}", file=sys.stderr)
+        return 1
 
     for line in summary.lines():
         print(line)

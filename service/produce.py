@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from tqdm import tqdm
 
 from service.codecs import JSON, MSGPACK, ContentType, encode
 from service.converters import FORMATS, ConversionError, candidate_sets_from_feedback, read_feedback_file
 from service.errors import InvalidInput
 from service.events import DEFAULT_MODEL_ID, parse_candidate_set, parse_preference_event
+from service.export import topic_partitions
 from service.limits import Limits
 
 logger = logging.getLogger(__name__)
@@ -32,6 +34,9 @@ DEFAULT_BOOTSTRAP: Final = "127.0.0.1:9092"
 DEFAULT_PREFERENCES_TOPIC: Final = "drlhf.preferences"
 DEFAULT_CANDIDATES_TOPIC: Final = "drlhf.candidates"
 SEND_BATCH: Final = 500
+# All events of one model id share a key and so a partition, and aiokafka keeps one request in
+# flight per partition, so large batches set the throughput (the default batch is 16 KiB).
+MAX_BATCH_BYTES: Final = 512 * 1024
 _CONTENT_TYPES: Final[dict[str, ContentType]] = {"json": JSON, "msgpack": MSGPACK}
 
 
@@ -75,8 +80,11 @@ async def produce_events(
     """
     summary = ProduceSummary(topic=topic)
     options = dict(client_options or {})
+
+    # Fail fast on a missing topic: the producer would wait for its metadata for a minute.
+    await topic_partitions(bootstrap, topic, options)
     options["bootstrap_servers"] = bootstrap
-    producer = AIOKafkaProducer(acks="all", linger_ms=5, **options)
+    producer = AIOKafkaProducer(acks="all", linger_ms=20, max_batch_size=MAX_BATCH_BYTES, **options)
     started = time.monotonic()
 
     await producer.start()
@@ -190,6 +198,12 @@ def run_produce(args: argparse.Namespace, settings: Any = None) -> int:
         ))
     except (ConversionError, InvalidInput) as exc:
         print(f"dynamic-rlhf produce: stopped at an invalid line: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"dynamic-rlhf produce: {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        print(f"dynamic-rlhf produce: Kafka request to {args.bootstrap} failed: {exc!r}", file=sys.stderr)
         return 1
 
     for error in conversion_errors or ():

@@ -257,3 +257,14 @@ def test_produce_hh_rlhf_file(kafka_bootstrap, new_topic):
     messages = asyncio.run(_consume_all(kafka_bootstrap, topic))
     assert len(messages) == 2312
     assert len({json.loads(m.value)["event_id"] for m in messages}) == 2312
+
+
+def test_produce_command_missing_topic(kafka_bootstrap, tmp_path, capsys):
+    path = tmp_path / "trl.jsonl"
+    path.write_text(json.dumps({"prompt": "Q", "chosen": "a", "rejected": "b"}) + "\n")
+    missing = f"absent-{uuid.uuid4().hex[:8]}"
+
+    args = _parser().parse_args(["produce", str(path), "--topic", missing, "--bootstrap", kafka_bootstrap,
+                                 "--no-progress"])
+    assert args.handler(args) == 2
+    assert f"topic '{missing}' not found on the broker" in capsys.readouterr().err
