@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from service.codecs import MSGPACK, decode_payload
 from service.converters import read_feedback_file
@@ -27,33 +26,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
 
 LIMITS = Limits()
 RECORD_EXAMPLES = sorted((SCHEMA_DIR / "examples" / "fine_tune_record" / "valid").glob("*.json"))
-
-
-@pytest.fixture
-def new_topic(kafka_bootstrap: str):
-    """Create uniquely named topics on the test broker and delete them afterwards."""
-    created: list[str] = []
-
-    def create(partitions: int = 3) -> str:
-        name = f"test-io-{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(kafka_bootstrap, create=[NewTopic(name, partitions, 1)]))
-        created.append(name)
-        return name
-
-    yield create
-    asyncio.run(_admin(kafka_bootstrap, delete=created))
-
-
-async def _admin(bootstrap: str, create: list[NewTopic] = (), delete: list[str] = ()) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        if create:
-            await admin.create_topics(list(create))
-        if delete:
-            await admin.delete_topics(list(delete))
-    finally:
-        await admin.close()
 
 
 async def _consume_all(bootstrap: str, topic: str) -> list[Any]:
@@ -75,8 +47,8 @@ async def _consume_all(bootstrap: str, topic: str) -> list[Any]:
         await consumer.stop()
 
 
-def test_produce_synthetic_msgpack(kafka_bootstrap, new_topic):
-    topic = new_topic()
+def test_produce_synthetic_msgpack(kafka_bootstrap, kafka_topic_factory):
+    topic = kafka_topic_factory(3, prefix="test-io")
     events = list(synthetic_preference_events(400, seed=11, model_id="m-a"))
     events += list(synthetic_preference_events(100, seed=12, model_id="m-b"))
 
@@ -101,8 +73,8 @@ def test_produce_synthetic_msgpack(kafka_bootstrap, new_topic):
     assert len({partition for obj, partition in by_id.values() if obj["model_id"] == "m-b"}) == 1
 
 
-def test_produce_raw_bytes_unchanged(kafka_bootstrap, new_topic):
-    topic = new_topic(partitions=1)
+def test_produce_raw_bytes_unchanged(kafka_bootstrap, kafka_topic_factory):
+    topic = kafka_topic_factory(1, prefix="test-io")
     raw_files = sorted((SCHEMA_DIR / "examples" / "preference_event" / "invalid_raw").glob("*.bin"))
     payloads = [path.read_bytes() for path in raw_files]
 
@@ -122,8 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def test_produce_command_skips_bad_lines(kafka_bootstrap, new_topic, tmp_path, capsys):
-    topic = new_topic()
+def test_produce_command_skips_bad_lines(kafka_bootstrap, kafka_topic_factory, tmp_path, capsys):
+    topic = kafka_topic_factory(3, prefix="test-io")
     path = tmp_path / "trl.jsonl"
     lines = [
         json.dumps({"prompt": "Q1", "chosen": "good", "rejected": "bad"}),
@@ -150,8 +122,8 @@ def test_produce_command_skips_bad_lines(kafka_bootstrap, new_topic, tmp_path, c
     assert {m.key for m in messages} == {b"m-cli"}
 
 
-def test_produce_command_candidates(kafka_bootstrap, new_topic, tmp_path, capsys):
-    topic = new_topic()
+def test_produce_command_candidates(kafka_bootstrap, kafka_topic_factory, tmp_path, capsys):
+    topic = kafka_topic_factory(3, prefix="test-io")
     path = tmp_path / "uf.jsonl"
     record = {"prompt": "Explain tides.", "completions": [
         {"response": "Moon.", "overall_score": 7}, {"response": "Wind.", "overall_score": 2},
@@ -179,8 +151,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_export_deduplicates_and_writes_formats(kafka_bootstrap, new_topic, tmp_path):
-    topic = new_topic()
+def test_export_deduplicates_and_writes_formats(kafka_bootstrap, kafka_topic_factory, tmp_path):
+    topic = kafka_topic_factory(3, prefix="test-io")
     records = _records()
     # Every record twice (at-least-once delivery) plus one undecodable message.
     asyncio.run(produce_events(kafka_bootstrap, topic, records + records[::-1] + [b"{broken"]))
@@ -210,8 +182,8 @@ def test_export_deduplicates_and_writes_formats(kafka_bootstrap, new_topic, tmp_
                          {"role": "assistant", "content": "Boil it for 9 minutes, then cool it in cold water."}]} in chats
 
 
-def test_export_group_continues(kafka_bootstrap, new_topic, tmp_path):
-    topic = new_topic(partitions=2)
+def test_export_group_continues(kafka_bootstrap, kafka_topic_factory, tmp_path):
+    topic = kafka_topic_factory(2, prefix="test-io")
     records = _records()
     group = f"test-export-{uuid.uuid4().hex[:8]}"
     asyncio.run(produce_events(kafka_bootstrap, topic, records[:2]))
@@ -225,8 +197,8 @@ def test_export_group_continues(kafka_bootstrap, new_topic, tmp_path):
     assert len(_read_jsonl(tmp_path / "records.jsonl")) == len(records)
 
 
-def test_export_empty_topic(kafka_bootstrap, new_topic, tmp_path):
-    topic = new_topic()
+def test_export_empty_topic(kafka_bootstrap, kafka_topic_factory, tmp_path):
+    topic = kafka_topic_factory(3, prefix="test-io")
     summary = asyncio.run(export_records(kafka_bootstrap, topic, tmp_path))
     assert summary.records_read == 0
     assert summary.caught_up
@@ -245,10 +217,10 @@ def test_export_command_missing_topic(kafka_bootstrap, tmp_path, capsys):
     and not os.environ.get("DRLHF_HH_RLHF_PATH"),
     reason="HH-RLHF test split not found",
 )
-def test_produce_hh_rlhf_file(kafka_bootstrap, new_topic):
+def test_produce_hh_rlhf_file(kafka_bootstrap, kafka_topic_factory):
     path = Path(os.environ.get("DRLHF_HH_RLHF_PATH", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
                                / "hh-rlhf-harmless-base" / "test.jsonl.gz"))
-    topic = new_topic()
+    topic = kafka_topic_factory(3, prefix="test-io")
     events = list(read_feedback_file(path))
     summary = asyncio.run(produce_events(kafka_bootstrap, topic, events))
     assert summary.produced == 2312
