@@ -4,7 +4,7 @@
 
 1. ``KAFKA_BOOTSTRAP_SERVERS`` when set (``scripts/test.sh`` starts one broker and exports it,
    so every test process shares it);
-2. a Kafka container from testcontainers when a Docker engine answers a ping;
+2. a Kafka container from testcontainers when a Docker engine responds to a ping;
 3. a broker started with ``deploy/local-kafka/kafka-local`` in a private state directory under
    pytest's temporary folder, so it never touches a developer's own broker. The jars come
    from the shared cache (``$DRLHF_KAFKA_HOME``). The fixture stops this broker at session end.
@@ -46,7 +46,7 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]], timeout_s: float = 
         return executor.submit(asyncio.run, factory()).result(timeout=timeout_s)
 
 
-def _docker_engine_answers() -> bool:
+def _docker_engine_reachable() -> bool:
     try:
         import docker  # type: ignore[import-untyped]
 
@@ -65,8 +65,8 @@ def _start_container() -> tuple[str, Callable[[], None]]:
     except ImportError:
         from testcontainers.kafka import KafkaContainer  # type: ignore[no-redef]
 
-    # NOTE: this path runs only where a Docker engine answers; the settings mirror the local
-    # launcher's server.properties.
+    # NOTE: this path runs only where a Docker engine is reachable, and it has not run on the
+    # development machine, which has none. The settings mirror the launcher's server.properties.
     container = KafkaContainer(os.environ.get(TEST_IMAGE_ENV, DEFAULT_TEST_IMAGE)).with_kraft()
     for name, value in {
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
@@ -103,7 +103,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield configured
         return
 
-    if _docker_engine_answers():
+    if _docker_engine_reachable():
         bootstrap, stop = _start_container()
     else:
         bootstrap, stop = _start_local_broker(tmp_path_factory.mktemp("kafka-local"))

@@ -18,6 +18,8 @@ TopicFactory = Callable[..., str]
 
 MESSAGE_COUNT = 10_000
 DEADLINE_S = 60.0
+LARGE_RECORD_BYTES = 12 * 1024 * 1024
+LARGE_LIMIT_BYTES = 16 * 1024 * 1024
 
 
 def _group_id(label: str) -> str:
@@ -181,3 +183,35 @@ def test_aborted_transaction_invisible_to_read_committed(
 
     assert visible == committed_values
     assert everything == committed_values[:5] + aborted_values + committed_values[5:]
+
+
+def test_twelve_mib_record_round_trip(kafka_bootstrap: str, kafka_topic_factory: TopicFactory) -> None:
+    # The broker accepts records up to 16 MiB so a model checkpoint fits in one record.
+    topic = kafka_topic_factory(1, prefix="smoke-large")
+    payload = bytes(range(256)) * (LARGE_RECORD_BYTES // 256)
+
+    async def round_trip() -> bytes:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=LARGE_LIMIT_BYTES)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, payload, key=b"checkpoint")
+        finally:
+            await producer.stop()
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False,
+                                    max_partition_fetch_bytes=LARGE_LIMIT_BYTES,
+                                    fetch_max_bytes=LARGE_LIMIT_BYTES)
+        await consumer.start()
+        try:
+            partition = TopicPartition(topic, 0)
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            (record,) = await _drain(consumer, [partition])
+            return record.value
+        finally:
+            await consumer.stop()
+
+    received = asyncio.run(round_trip())
+
+    assert len(received) == LARGE_RECORD_BYTES
+    assert received == payload

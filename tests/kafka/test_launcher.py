@@ -59,7 +59,7 @@ def test_status_and_stop_without_broker(tmp_path: Path) -> None:
     assert "no broker running" in stop.stdout
 
 
-def test_stop_ignores_pid_of_other_process(tmp_path: Path, bystander: subprocess.Popen[bytes]) -> None:
+def test_stop_ignores_foreign_pid(tmp_path: Path, bystander: subprocess.Popen[bytes]) -> None:
     # A stale state file whose pid now belongs to an unrelated process.
     state = {
         "bootstrap": "127.0.0.1:1", "pid": bystander.pid, "log": str(tmp_path / "server.log"),

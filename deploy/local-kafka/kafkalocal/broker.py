@@ -92,8 +92,8 @@ def _java_command(libs: Path, layout: StateLayout, main_class: str, *args: str) 
 
 
 def _format_storage(libs: Path, layout: StateLayout) -> None:
-    # KRaft needs a formatted log directory; the cluster id is 16 random bytes in URL-safe
-    # base64 without padding, the format kafka-storage random-uuid prints.
+    # KRaft needs a formatted log directory. The cluster id is 16 random bytes in URL-safe
+    # base64 without padding, the format that `kafka-storage random-uuid` prints.
     if (layout.data_dir / "meta.properties").is_file():
         return
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -142,7 +142,7 @@ def _wait_until_ready(process: subprocess.Popen, layout: StateLayout, port: int,
     _terminate(process.pid, layout)
     process.wait()
     raise BrokerError(
-        f"broker on {LOOPBACK}:{port} did not answer a Metadata request within {timeout_s:.0f} s "
+        f"broker on {LOOPBACK}:{port} did not respond to a Metadata request within {timeout_s:.0f} s "
         f"and was stopped; raise --timeout or check the log:\n{log_tail(layout)}"
     )
 
@@ -202,12 +202,12 @@ def _pid_gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    # A zombie still answers kill(0) but has exited; its command line is empty.
+    # A zombie passes the kill(0) check although it has exited, but its command line is empty.
     return process_cmdline(pid) is None
 
 
 def _terminate(pid: int, layout: StateLayout) -> None:
-    # SIGTERM makes Kafka shut down cleanly; SIGKILL follows only after the grace period.
+    # SIGTERM makes Kafka shut down cleanly. SIGKILL follows only after the grace period.
     if not is_our_broker(pid, layout):
         return
     os.kill(pid, signal.SIGTERM)
@@ -221,7 +221,7 @@ def _terminate(pid: int, layout: StateLayout) -> None:
 
 
 def stop(layout: StateLayout) -> BrokerState | None:
-    """Stop the broker of ``layout``; return its former state, or None if none was running.
+    """Stop the broker of ``layout`` and return its former state, or None if none was running.
 
     Only the pid recorded in the state file is signalled, and only while its command line
     still names this state directory's ``server.properties``.

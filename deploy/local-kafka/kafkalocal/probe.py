@@ -38,7 +38,7 @@ def count_live_brokers(host: str, port: int, timeout_s: float = 2.0) -> int:
     """Send a Metadata request to ``host:port`` and return how many brokers the response lists.
 
     Raises ``OSError`` (including ``ConnectionError`` and ``socket.timeout``) when the broker
-    does not accept the connection or does not answer within ``timeout_s``.
+    does not accept the connection or sends no response within ``timeout_s``.
     """
     with socket.create_connection((host, port), timeout=timeout_s) as sock:
         sock.settimeout(timeout_s)

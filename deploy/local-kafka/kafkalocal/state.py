@@ -13,7 +13,7 @@ from .paths import StateLayout
 
 @dataclass
 class BrokerState:
-    """Contents of ``state.json``; ``pid`` is None once the broker has been stopped."""
+    """Contents of ``state.json``, where ``pid`` is None once the broker has been stopped."""
 
     bootstrap: str
     pid: int | None
@@ -27,7 +27,7 @@ class BrokerState:
 
 
 def read_state(layout: StateLayout) -> BrokerState | None:
-    """Load ``state.json``; return None when it is missing or unreadable."""
+    """Load ``state.json``, or return None when it is missing or unreadable."""
     try:
         raw = json.loads(layout.state_file.read_text())
         return BrokerState(**raw)
@@ -52,7 +52,7 @@ def process_cmdline(pid: int) -> str | None:
             return None
         return raw.replace(b"\0", b" ").decode(errors="replace").strip() or None
 
-    # Systems without /proc (macOS): ask ps.
+    # Systems without /proc, such as macOS, need ps.
     result = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
     output = result.stdout.strip()
     return output or None
