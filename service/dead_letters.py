@@ -16,7 +16,7 @@ from service.errors import REASONS
 DEAD_LETTER_CONTENT_TYPE: Final = "application/json"
 
 # Base64 grows data by a third, so a dead letter for a message near Kafka's default
-# 1 MiB limit would itself be too large; originals beyond this size are truncated.
+# 1 MiB limit would itself be too large. Originals beyond this size are truncated.
 MAX_ORIGINAL_BYTES: Final = 262_144
 
 

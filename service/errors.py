@@ -1,7 +1,7 @@
 """Errors raised while decoding and validating incoming Kafka messages.
 
 Every rejected message ends up on the dead-letter topic with one of the codes in
-`REASONS`; the same code labels the ``dynamic_rlhf_dead_letters_total`` metric, so
+`REASONS`. The same code labels the ``dynamic_rlhf_dead_letters_total`` metric, so
 the set is small and fixed.
 """
 

@@ -60,7 +60,7 @@ def hh_record_to_event(record: dict[str, Any]) -> dict[str, Any]:
     rejected = split_transcript(rejected_text)
     for name, turns in (("chosen", chosen), ("rejected", rejected)):
         if turns[-1]["role"] != "assistant":
-            raise ValueError(f"{name} transcript ends with a {turns[-1]['role']} turn; expected an assistant answer")
+            raise ValueError(f"{name} transcript ends with a {turns[-1]['role']} turn; expected an assistant turn")
 
     shared = _shared_prefix_length(chosen, rejected)
     if shared == 0:

@@ -61,7 +61,7 @@ def read_feedback_file(
             if isinstance(record, ConversionError):
                 raise record
             if not isinstance(record, dict):
-                raise ConversionError(path, line, f"line holds a JSON {type(record).__name__}; expected an object")
+                raise ConversionError(path, line, f"line contains a JSON {type(record).__name__}; expected an object")
             if detected is None:
                 detected = _detect(record, path, line)
             yield _convert(record, detected, path, line, raw, model_id)

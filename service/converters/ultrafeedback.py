@@ -1,10 +1,11 @@
 """UltraFeedback-style rated completions to ``ratings`` events.
 
 A record has the prompt in ``prompt`` or ``instruction`` and a list ``completions`` of
-objects with the text in ``response`` or ``text`` and a score in ``overall_score``,
-in ``ratings`` (a number, a list of numbers, or an aspect-to-number map), or in
-UltraFeedback's ``annotations`` (aspect to ``{"Rating": "4", ...}``). Several aspect
-scores are averaged, and non-numeric ratings such as ``"N/A"`` are ignored.
+objects with the text in ``response`` or ``text``. The score of a completion is read
+from ``overall_score``, from ``ratings`` (a number, a list of numbers, or an
+aspect-to-number map), or from UltraFeedback's ``annotations`` (aspect to
+``{"Rating": "4", ...}``). Several aspect scores are averaged, and non-numeric ratings
+such as ``"N/A"`` are ignored.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ def _score(completion: dict[str, Any], position: int) -> float:
         values = _numbers([completion["overall_score"]])
     elif "ratings" in completion:
         raw = completion["ratings"]
-        values = _numbers(raw.values() if isinstance(raw, dict) else raw if isinstance(raw, list) else [raw])
+        if isinstance(raw, dict):
+            values = _numbers(raw.values())
+        elif isinstance(raw, list):
+            values = _numbers(raw)
+        else:
+            values = _numbers([raw])
     elif isinstance(completion.get("annotations"), dict):
         values = _numbers(
             aspect.get("Rating") if isinstance(aspect, dict) else aspect for aspect in completion["annotations"].values()
