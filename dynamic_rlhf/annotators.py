@@ -1,7 +1,8 @@
 r"""Online reliability of annotators.
 
 For every strict comparison on which the model is confident before the
-update (head-0 probability :math:`p \ge c` or :math:`p \le 1 - c`), the
+update (head-0 probability :math:`p \ge c` or :math:`p \le 1 - c`, default
+:math:`c = 0.7`), the
 annotator's label either agrees with the model's side or not. With
 :math:`a` agreements in :math:`n` such comparisons and a Beta prior
 :math:`(\alpha, \beta)`, the reliability is the posterior mean
@@ -14,14 +15,14 @@ and the weight of the annotator's next labels is
     \operatorname{clip}\!\Big(\frac{\rho - 1/2}{\rho_{\mathrm{full}} - 1/2}, 0, 1\Big)
 
 so an annotator who agrees no better than chance gets :math:`w_{\min}`
-(default 0.25), one at or above :math:`\rho_{\mathrm{full}}` (default 0.8)
-gets 1. The full-weight level sits below 1 because even a careful annotator
-disagrees with a confident model now and then: when the model says
-:math:`p = 0.85`, a label drawn from the same Bradley--Terry preference
-disagrees 15% of the time. The default prior (8, 2) has mean
-0.8 = :math:`\rho_{\mathrm{full}}`, so a new annotator starts at full
-weight and needs evidence to lose it. Labels without an annotator id
-always get weight 1.
+(default 0.25), one at or above :math:`\rho_{\mathrm{full}}` (default 0.7,
+equal to :math:`c`) gets 1. The full-weight level sits well below 1 because
+even a careful annotator disagrees with a confident model now and then:
+when the model says :math:`p = 0.8`, a label drawn from the same
+Bradley--Terry preference disagrees 20% of the time. The default prior
+(7, 3) has mean 0.7 = :math:`\rho_{\mathrm{full}}`, so a new annotator
+starts at full weight and needs evidence to lose it. Labels without an
+annotator id always get weight 1.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ class AnnotatorRecord:
 class AnnotatorReliability:
     """Agreement counts per annotator id and the label weights derived from them."""
 
-    def __init__(self, prior_agree: float = 8.0, prior_disagree: float = 2.0, min_weight: float = 0.25,
-                 full_weight_reliability: float = 0.8, confidence: float = 0.8) -> None:
+    def __init__(self, prior_agree: float = 7.0, prior_disagree: float = 3.0, min_weight: float = 0.25,
+                 full_weight_reliability: float = 0.7, confidence: float = 0.7) -> None:
         self.prior_agree = prior_agree
         self.prior_disagree = prior_disagree
         self.min_weight = min_weight

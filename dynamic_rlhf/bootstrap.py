@@ -26,7 +26,7 @@ _HEADS_PER_DIGEST = 16
 _CDF = np.array(
     [sum(math.exp(-1.0) / math.factorial(j) for j in range(k + 1)) * _UINT32_RANGE for k in range(_MAX_DRAW)],
     dtype=np.float64,
-)
+).astype(np.uint64)
 
 
 def poisson_weights(example_id: str, heads: int) -> NDArray[np.float64]:
@@ -41,7 +41,8 @@ def poisson_weights(example_id: str, heads: int) -> NDArray[np.float64]:
     key = example_id.encode("utf-8")
     chunks = []
     for block in range(0, heads, _HEADS_PER_DIGEST):
+        size = 4 * min(_HEADS_PER_DIGEST, heads - block)
         salt = block.to_bytes(8, "little")
-        chunks.append(hashlib.blake2b(key, digest_size=64, salt=salt, person=b"drlhf-bag").digest())
-    uniforms = np.frombuffer(b"".join(chunks), dtype="<u4")[:heads]
+        chunks.append(hashlib.blake2b(key, digest_size=size, salt=salt, person=b"drlhf-bag").digest())
+    uniforms = np.frombuffer(b"".join(chunks) if len(chunks) > 1 else chunks[0], dtype="<u4")
     return np.searchsorted(_CDF, uniforms, side="right").astype(np.float64)

@@ -63,10 +63,10 @@ class ModelConfig:
     rating_margin_scale: float = 0.0
     ranking_loss: RankingLoss = "plackett_luce"
     annotator_min_weight: float = 0.25
-    annotator_prior_agree: float = 8.0
-    annotator_prior_disagree: float = 2.0
-    annotator_full_weight_reliability: float = 0.8
-    annotator_confidence: float = 0.8
+    annotator_prior_agree: float = 7.0
+    annotator_prior_disagree: float = 3.0
+    annotator_full_weight_reliability: float = 0.7
+    annotator_confidence: float = 0.7
     stats_window: float = 10_000.0
     metrics_window: float = 1_000.0
     replay_buffer_size: int = 10_000

@@ -133,7 +133,7 @@ class HashingFeaturiser:
             n = len(tokens)
             names = list(tokens)
             if bigrams and n >= 2:
-                names += [first + " " + second for first, second in zip(tokens, tokens[1:])]
+                names += map(" ".join, zip(tokens, tokens[1:]))
             overlap = [PROMPT_PREFIX + token for token in tokens if token in prompt_tokens]
             names += overlap
 

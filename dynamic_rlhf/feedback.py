@@ -227,11 +227,11 @@ def expand(example: Example, *, ranking_loss: RankingLoss = "plackett_luce", rat
     raise FeedbackError("example", example, "a PreferenceExample, RankingExample or RatingExample")
 
 
-def _judgement(example: Example, texts: Sequence[NormalText], pairs: list[tuple[int, int, int, float, float]],
+def _judgement(example: Example, texts: Sequence[Text], pairs: list[tuple[int, int, int, float, float]],
                ranking: tuple[int, ...] | None, skipped: int) -> Judgement:
     return Judgement(
         example_id=stable_example_id(example),
-        prompt_text=render_text(example.prompt),  # type: ignore[arg-type]
+        prompt_text=render_text(example.prompt),
         texts=tuple(render_text(t) for t in texts),
         pairs=tuple(pairs),
         ranking=ranking,
@@ -252,7 +252,7 @@ def _expand_preference(example: PreferenceExample) -> Judgement:
 
 def _expand_ranking(example: RankingExample, ranking_loss: RankingLoss) -> Judgement:
     # A repeated completion keeps its best (first) position only.
-    texts: list[NormalText] = []
+    texts: list[Text] = []
     for completion in example.completions:
         if completion not in texts:
             texts.append(completion)

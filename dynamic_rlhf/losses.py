@@ -29,11 +29,12 @@ def sigmoid(x: FloatArray) -> FloatArray:
     return np.exp(-np.logaddexp(0.0, -x))
 
 
-def bradley_terry(d: FloatArray, margin: float) -> tuple[FloatArray, FloatArray]:
+def bradley_terry(d: FloatArray, margin: float | FloatArray) -> tuple[FloatArray, FloatArray]:
     """Return the loss and d(loss)/d(d) of a strict preference ``a > b``."""
     z = d - margin
     loss = np.logaddexp(0.0, -z)
-    return loss, sigmoid(z) - 1.0
+    # sigmoid(z) = exp(-loss), which saves a second log-sum-exp.
+    return loss, np.exp(-loss) - 1.0
 
 
 def davidson_tie(d: FloatArray, nu: float) -> tuple[FloatArray, FloatArray]:

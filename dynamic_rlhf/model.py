@@ -27,7 +27,7 @@ from dynamic_rlhf.config import ModelConfig
 from dynamic_rlhf.errors import FeedbackError
 from dynamic_rlhf.features import HashingFeaturiser
 from dynamic_rlhf.feedback import Example, Judgement, PreferenceExample, RankingExample, RatingExample, expand
-from dynamic_rlhf.objective import ObjectiveParams, build_structure, example_objective
+from dynamic_rlhf.objective import ObjectiveParams, Structure, build_structure, example_objective
 from dynamic_rlhf.optim import LazyAdaGrad
 from dynamic_rlhf.results import EpochStats, LearnOutcome, ModelStats, RewardScore
 from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
@@ -71,6 +71,9 @@ class DynamicRLHFModel:
         self.skipped_identical = 0
         self.replay: deque[Example] = deque(maxlen=c.replay_buffer_size)
         self._params = ObjectiveParams(c.tie_nu, c.tie_bad_strength, c.centring)
+        self._unit = np.ones(1)
+        self._scratch = np.zeros(c.dim, dtype=np.int64)
+        self._positions = np.arange(4096, dtype=np.int64)
 
     # -- learning ---------------------------------------------------------
 
@@ -119,43 +122,53 @@ class DynamicRLHFModel:
 
         # Features of all completions, merged into one (buckets x completions) block.
         coordinates, block_features, n_tokens = self._features(judgement.prompt_text, judgement.texts)
-        weights = self.optimiser.current(coordinates)
-        rewards = (block_features.T @ weights).T.astype(np.float64)
-
-        # Head weights: example weight x annotator weight x Poisson(1) draws.
-        label_weight = judgement.weight * self.annotators.weight(judgement.annotator_id)
-        head_weights = np.empty(self.config.n_heads + 1)
-        head_weights[0] = 1.0
-        head_weights[1:] = poisson_weights(judgement.example_id, self.config.n_heads)
-        head_weights *= label_weight
+        optimiser = self.optimiser
+        rows = optimiser.gather(coordinates)
+        rewards = (block_features.T @ optimiser.weights_of(rows)).T.astype(np.float64)
 
         structure = build_structure(len(judgement.texts), judgement.pairs, judgement.ranking)
+        head_weights = self._head_weights(judgement)
         _, coefficients, differences, pair_loss = example_objective(rewards, structure, self._params, head_weights)
 
         # Progressive figures from head 0, before the update.
-        outcome = self._record(judgement, structure.strict, differences[0], pair_loss[0], rewards[0], n_tokens, live, tally)
+        outcome = self._record(judgement, structure, differences[0], pair_loss[0], rewards[0], n_tokens, live, tally)
 
         # One AdaGrad step on every head.
         gradient = block_features @ coefficients.T.astype(np.float32)
-        self.optimiser.step(coordinates, gradient)
+        optimiser.step(coordinates, rows, gradient)
         self.version += 1
         self.pairs_trained += outcome.pairs
         return outcome
 
-    def _record(self, judgement: Judgement, strict: NDArray[np.bool_], differences: NDArray[np.float64],
+    def _head_weights(self, judgement: Judgement) -> NDArray[np.float64]:
+        """Return example weight x annotator weight x (1, Poisson(1) draws of the bootstrap heads)."""
+        label_weight = judgement.weight * self.annotators.weight(judgement.annotator_id)
+        head_weights = np.concatenate((self._unit, poisson_weights(judgement.example_id, self.config.n_heads)))
+        if label_weight != 1.0:
+            head_weights *= label_weight
+        return head_weights
+
+    def _record(self, judgement: Judgement, structure: Structure, differences: NDArray[np.float64],
                 pair_loss: NDArray[np.float64], rewards: NDArray[np.float64], n_tokens: list[int], live: bool,
                 tally: ProgressiveMetrics | None) -> LearnOutcome:
         pairs = len(judgement.pairs)
-        n_strict = int(strict.sum())
-        strict_differences = differences[strict]
-        correct = int((strict_differences > 0.0).sum())
-        loss = float(pair_loss.sum())
-        margin = float(strict_differences.sum())
+        if pairs == 1:
+            # One comparison: plain floats are cheaper than numpy reductions.
+            difference = float(differences[0])
+            strict_differences = [difference] if structure.all_strict else []
+            loss = float(pair_loss[0])
+        else:
+            strict_differences = differences[structure.strict].tolist()
+            loss = float(pair_loss.sum())
+        n_strict = len(strict_differences)
+        correct = sum(1 for d in strict_differences if d > 0.0)
+        margin = sum(strict_differences)
+
         if tally is not None:
             tally.update(pairs, loss, n_strict, correct, margin)
         if live:
             self.metrics.update(pairs, loss, n_strict, correct, margin)
-            for value in strict_differences.tolist():
+            for value in strict_differences:
                 self.annotators.observe(judgement.annotator_id, 1.0 / (1.0 + math.exp(-value)))
             for reward, count in zip(rewards.tolist(), n_tokens):
                 self.moments.update(reward, math.log1p(count))
@@ -166,8 +179,21 @@ class DynamicRLHFModel:
         featuriser = self.featuriser
         batch = featuriser.featurise(texts, featuriser.prompt_tokens(prompt))
         n = len(texts)
+        indices = batch.indices
+        entries = len(indices)
+        if entries > len(self._positions):
+            self._positions = np.arange(2 * entries, dtype=np.int64)
+        positions = self._positions[:entries]
 
-        coordinates, inverse = np.unique(batch.indices, return_inverse=True)
+        # Merge repeated buckets without sorting: every entry of a bucket reads
+        # back the same representative position from the scratch array.
+        scratch = self._scratch
+        scratch[indices] = positions
+        representative = scratch[indices]
+        first = representative == positions
+        coordinates = indices[first]
+        inverse = (np.cumsum(first) - 1)[representative]
+
         block = np.bincount(inverse * n + batch.columns, weights=batch.values, minlength=len(coordinates) * n)
         return coordinates, block.reshape(len(coordinates), n).astype(np.float32), batch.n_tokens
 

@@ -38,42 +38,54 @@ _MIN_SCALE = 1e-20
 class LazyAdaGrad:
     """Weights, AdaGrad accumulators and the decay scale of ``heads`` linear models.
 
-    Arrays are coordinate-major, shape ``(dim, heads)``: the heads of one
-    bucket share a cache line, so gathering and scattering the touched
-    buckets of all heads costs one memory access per bucket.
+    ``table[j, 0]`` holds the stored weights of bucket ``j`` for every head
+    and ``table[j, 1]`` their accumulators. Keeping them side by side makes
+    one touched bucket one contiguous 8 * heads byte row, so a step reads
+    and writes each touched bucket once.
     """
 
     def __init__(self, heads: int, dim: int, learning_rate: float, l2: float, epsilon: float = 1e-8) -> None:
         self.learning_rate = learning_rate
         self.l2 = l2
-        self.epsilon = epsilon
+        self.epsilon = np.float32(epsilon)
         self.decay = 1.0 - learning_rate * l2
         self.scale = 1.0
-        self.scaled_weights = np.zeros((dim, heads), dtype=np.float32)
-        self.accumulators = np.zeros((dim, heads), dtype=np.float32)
+        self.table = np.zeros((dim, 2, heads), dtype=np.float32)
         self.touched_mask = np.zeros(dim, dtype=np.bool_)
 
+    def gather(self, coordinates: NDArray[np.int64]) -> Float32Array:
+        """Return a copy of the ``(len(coordinates), 2, heads)`` rows of *coordinates*."""
+        return self.table[coordinates]
+
+    def weights_of(self, rows: Float32Array) -> Float32Array:
+        """Return the ``(n, heads)`` current weights of rows from :meth:`gather`."""
+        weights = rows[:, 0]
+        return weights * np.float32(self.scale) if self.scale != 1.0 else weights.copy()
+
     def current(self, coordinates: NDArray[np.int64]) -> Float32Array:
-        """Return the ``(len(coordinates), heads)`` weights, decay included."""
-        block = self.scaled_weights[coordinates]
-        if self.scale != 1.0:
-            block *= np.float32(self.scale)
-        return block
+        """Return the ``(len(coordinates), heads)`` current weights, decay included."""
+        return self.weights_of(self.table[coordinates])
 
-    def step(self, coordinates: NDArray[np.int64], gradient: Float32Array) -> None:
-        """Decay every weight once, then take an AdaGrad step on *coordinates* (unique)."""
+    def step(self, coordinates: NDArray[np.int64], rows: Float32Array, gradient: Float32Array) -> None:
+        """Decay every weight once, then take an AdaGrad step on unique *coordinates*.
+
+        *rows* must come from :meth:`gather` on the same coordinates; it is
+        updated in place and written back.
+        """
         self.scale *= self.decay
-        accumulators = self.accumulators[coordinates]
+        accumulators = rows[:, 1]
         accumulators += gradient * gradient
-        self.accumulators[coordinates] = accumulators
 
-        delta = gradient / (np.sqrt(accumulators) + np.float32(self.epsilon))
+        delta = np.sqrt(accumulators)
+        delta += self.epsilon
+        np.divide(gradient, delta, out=delta)
         delta *= np.float32(self.learning_rate / self.scale)
-        self.scaled_weights[coordinates] -= delta
+        rows[:, 0] -= delta
+        self.table[coordinates] = rows
         self.touched_mask[coordinates] = True
 
         if self.scale < _MIN_SCALE:
-            self.scaled_weights *= np.float32(self.scale)
+            self.table[:, 0] *= np.float32(self.scale)
             self.scale = 1.0
 
     def touched(self) -> NDArray[np.int64]:

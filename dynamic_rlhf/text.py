@@ -59,7 +59,7 @@ def _normalise_message(message: Any, field: str) -> dict[str, str]:
     return {"role": role, "content": content}
 
 
-def render_text(value: NormalText) -> str:
+def render_text(value: Text) -> str:
     """Return the plain text used for featurisation.
 
     Chat messages contribute their contents, one per line. Roles are left out
@@ -70,14 +70,14 @@ def render_text(value: NormalText) -> str:
     return "\n".join(message["content"] for message in value)
 
 
-def canonical_text(value: NormalText) -> str | list[list[str]]:
+def canonical_text(value: Text) -> str | list[list[str]]:
     """Return a msgpack/JSON-friendly form of *value* for hashing."""
     if isinstance(value, str):
         return value
     return [[message["role"], message["content"]] for message in value]
 
 
-def as_messages(value: NormalText, role: str) -> list[dict[str, str]]:
+def as_messages(value: Text, role: str) -> list[dict[str, str]]:
     """Return *value* as a list of message dicts, wrapping plain text in *role*."""
     if isinstance(value, str):
         return [{"role": role, "content": value}]
