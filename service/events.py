@@ -15,7 +15,7 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Union
+from typing import Any, Final, Literal, Union
 
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
@@ -32,7 +32,7 @@ Example = Union[PreferenceExample, RankingExample, RatingExample]
 Message = dict[str, str]
 TextOrMessages = str | list[Message]
 
-_LABELS: Final = {"pair": "chosen", "tie": "tie", "tie_bad": "tie_bad"}
+_LABELS: Final[dict[str, Literal["chosen", "tie", "tie_bad"]]] = {"pair": "chosen", "tie": "tie", "tie_bad": "tie_bad"}
 
 
 @dataclass(frozen=True)
