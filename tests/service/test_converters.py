@@ -49,13 +49,28 @@ def test_hh_rlhf_all_events_valid(hh_events):
 @needs_hh
 def test_hh_rlhf_measured_shapes(hh_events):
     # Measured on the harmless-base test split: 4 chosen answers are empty, no rejected one is,
-    # every prompt ends with a user turn, and 5 records end with two assistant turns on one side.
+    # every prompt ends with a user turn, and the longest prompt has 35 messages.
     assert sum(event["chosen"] == "" for event in hh_events) == 4
     assert sum(event["rejected"] == "" for event in hh_events) == 0
     assert all(event["prompt"][-1]["role"] == "user" for event in hh_events)
-    assert all(isinstance(event["chosen"], str) and isinstance(event["rejected"], str) for event in hh_events)
-    assert sum("\n\n" in event["chosen"] or "\n\n" in event["rejected"] for event in hh_events) > 5
+    assert all(isinstance(event["chosen"], str) for event in hh_events)
+    assert all(isinstance(event["rejected"], str) for event in hh_events)
     assert max(len(event["prompt"]) for event in hh_events) == 35
+
+
+@needs_hh
+def test_hh_rlhf_shortened_prompts(hh_events):
+    # A record whose sides end with different numbers of assistant turns gets a shorter shared prompt.
+    with gzip.open(HH_RLHF, "rt", encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle]
+
+    shortened = 0
+    for event, record in zip(hh_events, records, strict=True):
+        chosen_turns = len(split_transcript(record["chosen"]))
+        rejected_turns = len(split_transcript(record["rejected"]))
+        if len(event["prompt"]) != chosen_turns - 1 or len(event["prompt"]) != rejected_turns - 1:
+            shortened += 1
+    assert shortened == 5
 
 
 @needs_hh
