@@ -18,7 +18,7 @@ so an annotator who agrees no better than chance gets :math:`w_{\min}`
 (default 0.25), one at or above :math:`\rho_{\mathrm{full}}` (default 0.7,
 equal to :math:`c`) gets 1. The full-weight level sits well below 1 because
 even a careful annotator disagrees with a confident model now and then:
-when the model says :math:`p = 0.8`, a label drawn from the same
+when the model predicts :math:`p = 0.8`, a label drawn from the same
 Bradley--Terry preference disagrees 20% of the time. The default prior
 (7, 3) has mean 0.7 = :math:`\rho_{\mathrm{full}}`, so a new annotator
 starts at full weight and needs evidence to lose it. Labels without an

@@ -1,7 +1,7 @@
 r"""Online bagging weights derived from an example's id.
 
 Online bagging (Oza and Russell, 2001) approximates bootstrap resampling of
-a stream: head :math:`k` sees each example :math:`w_k \sim \mathrm{Poisson}(1)`
+a stream: head :math:`k` learns each example :math:`w_k \sim \mathrm{Poisson}(1)`
 times. Here the draws are a pure function of the example id: BLAKE2b of the
 id gives 32-bit uniforms, mapped through the Poisson(1) inverse CDF. The
 same event therefore gets the same draws in every process, on every host

@@ -173,7 +173,7 @@ STRICT, TIE, TIE_BAD = 0, 1, 2
 class Judgement:
     """An example expanded into completions plus weighted comparisons.
 
-    ``pairs`` holds ``(first, second, kind, margin, weight)`` tuples over
+    ``pairs`` contains ``(first, second, kind, margin, weight)`` tuples over
     indices into ``texts``: for ``STRICT`` the first is preferred. When
     ``ranking`` is set, the learner applies the Plackett-Luce likelihood to
     that order instead of using ``pairs`` for the gradient; ``pairs`` then

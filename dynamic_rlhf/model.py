@@ -241,9 +241,10 @@ class DynamicRLHFModel:
         """Return the *n* non-zero head-0 features of largest absolute weight, strongest first.
 
         Named features report their own weight (bucket weight times the
-        feature's hash sign). Bigram buckets, and tokens no longer in the hash
-        cache, are named ``"#<bucket>"`` and report the bucket weight. When
-        several features share a bucket, the name is one of them.
+        feature's hash sign). Buckets whose feature string is no longer in
+        the featuriser's cache are named ``"#<bucket>"`` and report the
+        bucket weight. When several features share a bucket, the name is one
+        of them.
         """
         coordinates, weights = self.head_weights()
         nonzero = weights[:, 0] != 0.0

@@ -21,9 +21,9 @@ once every :math:`46 / (\eta\lambda)` steps).
 
 AdaGrad rather than Adam: rare hashed n-grams keep a large step until they
 have been seen often, AdaGrad has regret guarantees for online convex
-losses, and it keeps one accumulator per weight, while Adam's two moment
-estimates decay at every step for every coordinate and cannot be updated
-lazily without changing the result.
+losses, and it keeps one accumulator per weight. Adam's two moment
+estimates decay at every step for every coordinate, so they cannot be
+updated lazily without changing the result.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ _MIN_SCALE = 1e-20
 class LazyAdaGrad:
     """Weights, AdaGrad accumulators and the decay scale of ``heads`` linear models.
 
-    ``table[j, 0]`` holds the stored weights of bucket ``j`` for every head
+    ``table[j, 0]`` contains the stored weights of bucket ``j`` for every head
     and ``table[j, 1]`` their accumulators. Keeping them side by side makes
     one touched bucket one contiguous 8 * heads byte row, so a step reads
     and writes each touched bucket once.

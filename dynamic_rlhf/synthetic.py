@@ -5,7 +5,7 @@ reward is linear in unigram counts, :math:`r^*(c) = \sum_{t \in c} \theta_t`.
 For a pair (a, b) the true preference follows Bradley--Terry,
 :math:`p = \sigma(r^*(a) - r^*(b))`, and the annotator who labels it then
 flips the label with their own flip rate :math:`\varepsilon`, so the label
-says "a" with probability :math:`q = (1 - \varepsilon) p + \varepsilon (1 - p)`.
+picks "a" with probability :math:`q = (1 - \varepsilon) p + \varepsilon (1 - p)`.
 
 Because :math:`q` is known for every generated pair, accuracies can be
 computed in expectation over the label noise: a predictor that prefers the
