@@ -35,6 +35,7 @@ PROMPT_PREFIX: Final = "\x01"
 DENSE_FEATURES: Final = ("\x02log_tokens", "\x02prompt_overlap", "\x02empty")
 _MASK64: Final = (1 << 64) - 1
 _GOLDEN64: Final = 0x9E3779B97F4A7C15
+_SIGNS: Final = np.array([1.0, -1.0], dtype=np.float32)
 
 
 def feature_code(name: str, dim: int) -> int:
@@ -144,7 +145,7 @@ class HashingFeaturiser:
 
         # Buckets and signs of the hashed entries, then the dense block.
         code_array = np.array(codes, dtype=np.int64)
-        signs = np.float32(1.0) - np.float32(2.0) * (code_array & 1).astype(np.float32)
+        signs = _SIGNS[code_array & 1]
         m = len(lengths)
         return FeatureBatch(
             indices=np.concatenate((code_array >> 1, self._dense_block(m))),

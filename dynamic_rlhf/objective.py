@@ -40,6 +40,7 @@ class Structure:
     second: NDArray[np.int64]
     strict: NDArray[np.bool_]
     all_strict: bool
+    single_strict: bool
     no_strict: bool
     any_bad: bool
     bad: NDArray[np.bool_]
@@ -68,6 +69,7 @@ def build_structure(n: int, pairs: tuple[tuple[int, int, int, float, float], ...
         second=second,
         strict=kinds == STRICT,
         all_strict=bool((kinds == STRICT).all()),
+        single_strict=n == 2 and len(pairs) == 1 and pairs[0][:3] == (0, 1, STRICT) and ranking is None,
         no_strict=not bool((kinds == STRICT).any()),
         any_bad=bool((kinds == TIE_BAD).any()),
         bad=kinds == TIE_BAD,
@@ -79,6 +81,16 @@ def build_structure(n: int, pairs: tuple[tuple[int, int, int, float, float], ...
         second_onehot=second_onehot,
         ranking=None if ranking is None else np.array(ranking, dtype=np.int64),
     )
+
+
+def _single_strict(rewards: FloatArray, structure: Structure,
+                   head_weights: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    # The common case, one strict pair of two completions, in fewer numpy calls.
+    d = rewards[:, :1] - rewards[:, 1:]
+    loss, grad = bradley_terry(d, structure.margins)
+    grad *= structure.weights[0] * head_weights[:, None]
+    coefficients = np.concatenate((grad, -grad), axis=1)
+    return loss[:, 0] * (structure.weights[0] * head_weights), coefficients, d, loss
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,9 @@ def example_objective(rewards: FloatArray, structure: Structure, params: Objecti
     coefficients ``(H, n)``, and the unweighted differences and likelihood
     losses ``(H, P)`` used for the progressive metrics.
     """
+    if structure.single_strict and params.centring == 0.0:
+        return _single_strict(rewards, structure, head_weights)
+
     weights = structure.weights
     d, pair_loss, pair_grad = comparison_terms(rewards, structure, params.tie_nu)
 

@@ -125,3 +125,18 @@ def test_model_weight_gradient_matches_finite_differences(example) -> None:
 
     numeric = numeric_derivative(objective, weights)
     np.testing.assert_allclose(analytic, numeric, atol=1e-6)
+
+
+def test_single_pair_fast_path_gradient() -> None:
+    structure = build_structure(2, ((0, 1, STRICT, 0.4, 1.0),), None)
+    params = ObjectiveParams(tie_nu=1.0, tie_bad_strength=0.5, centring=0.0)
+    head_weights = np.array([1.0, 3.0, 0.0, 0.5])
+    rewards = np.random.default_rng(9).normal(size=(4, 2)) * 2
+
+    loss, analytic, differences, pair_loss = example_objective(rewards, structure, params, head_weights)
+
+    assert structure.single_strict
+    numeric = numeric_derivative(lambda r: example_objective(r, structure, params, head_weights)[0], rewards)
+    np.testing.assert_allclose(analytic, numeric, atol=1e-6)
+    np.testing.assert_allclose(differences[:, 0], rewards[:, 0] - rewards[:, 1])
+    np.testing.assert_allclose(loss, head_weights * pair_loss[:, 0])
