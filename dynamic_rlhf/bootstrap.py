@@ -41,8 +41,8 @@ def poisson_weights(example_id: str, heads: int) -> NDArray[np.float64]:
     key = example_id.encode("utf-8")
     chunks = []
     for block in range(0, heads, _HEADS_PER_DIGEST):
-        size = 4 * min(_HEADS_PER_DIGEST, heads - block)
         salt = block.to_bytes(8, "little")
-        chunks.append(hashlib.blake2b(key, digest_size=size, salt=salt, person=b"drlhf-bag").digest())
-    uniforms = np.frombuffer(b"".join(chunks) if len(chunks) > 1 else chunks[0], dtype="<u4")
+        chunks.append(hashlib.blake2b(key, digest_size=64, salt=salt, person=b"drlhf-bag").digest())
+    # Head k always uses word k, so adding heads leaves earlier heads' draws unchanged.
+    uniforms = np.frombuffer(b"".join(chunks) if len(chunks) > 1 else chunks[0], dtype="<u4")[:heads]
     return np.searchsorted(_CDF, uniforms, side="right").astype(np.float64)
