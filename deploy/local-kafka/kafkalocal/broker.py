@@ -130,7 +130,8 @@ def _wait_until_ready(process: subprocess.Popen, layout: StateLayout, port: int,
         if status is not None:
             tail = log_tail(layout)
             if "Address already in use" in tail:
-                raise PortInUseError(f"port {port} or the controller port was taken by another process")
+                raise PortInUseError(f"port {port} or the controller port is already in use; pass another --port "
+                                     "or stop the process that listens on it")
             raise BrokerError(f"broker exited with status {status} during startup:\n{tail}")
         try:
             if count_live_brokers(LOOPBACK, port) >= 1:
