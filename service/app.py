@@ -60,6 +60,8 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_request_size=settings.max_model_bytes,
         consumer_max_fetch_size=settings.max_model_bytes,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_ms / 1000 / 4),
         stream_wait_empty=True,
         web_enabled=True,
         web_bind=settings.web_host,

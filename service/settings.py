@@ -144,6 +144,10 @@ OPTIONS: tuple[Option, ...] = (
            "max_request_size.", _positive_int),
     Option("changelog_segment_bytes", "DRLHF_CHANGELOG_SEGMENT_BYTES", "67108864", "bytes",
            "segment.bytes of the changelog topic; smaller segments are compacted sooner.", _positive_int),
+    Option("session_timeout_ms", "DRLHF_SESSION_TIMEOUT_MS", "30000", "ms",
+           "Consumer group session timeout: how long the group waits for a crashed worker before "
+           "giving its partitions to others. The broker bounds it by group.min.session.timeout.ms.",
+           _positive_int),
     Option("processing_guarantee", "DRLHF_PROCESSING_GUARANTEE", "at_least_once", "-",
            "Faust processing guarantee: at_least_once or exactly_once.", _choice(*GUARANTEES)),
     Option("batch_max_events", "DRLHF_BATCH_MAX_EVENTS", "500", "events",
@@ -189,6 +193,7 @@ class Settings:
     checkpoint_interval_ms: int
     max_model_bytes: int
     changelog_segment_bytes: int
+    session_timeout_ms: int
     processing_guarantee: str
     batch_max_events: int
     batch_wait_ms: int

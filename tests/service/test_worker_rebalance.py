@@ -1,0 +1,83 @@
+"""Two workers in one consumer group split the partitions; models keep learning across the rebalance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from service.demo_stream import synthetic_preference_events
+from tests.service.worker_harness import (
+    Worker,
+    offline_replay,
+    produce_json,
+    sample,
+    settings_for,
+    unique_env,
+    wait_checkpointed,
+)
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 4
+EVENTS_PER_MODEL = 1200
+
+
+def _model_ids_per_partition(partitions: int) -> list[str]:
+    """Return one model id per partition under the Kafka default (murmur2) partitioner."""
+    partitioner = DefaultPartitioner()
+    chosen: dict[int, str] = {}
+    index = 0
+    while len(chosen) < partitions:
+        model_id = f"model-{index}"
+        partition = partitioner(model_id.encode(), list(range(partitions)), list(range(partitions)))
+        chosen.setdefault(partition, model_id)
+        index += 1
+    return [chosen[p] for p in range(partitions)]
+
+
+def test_two_workers_split_and_keep_learning(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = unique_env(kafka_bootstrap, DRLHF_PARTITIONS=str(PARTITIONS))
+    settings = settings_for(env)
+    model_ids = _model_ids_per_partition(PARTITIONS)
+    streams = {m: list(synthetic_preference_events(EVENTS_PER_MODEL, seed=30 + i, model_id=m))
+               for i, m in enumerate(model_ids)}
+    half = EVENTS_PER_MODEL // 2
+
+    first = Worker(env, tmp_path / "first.log").start()
+    second_env = {**env, "DRLHF_WEB_PORT": str(int(env["DRLHF_WEB_PORT"]) + 1)}
+    second = Worker(second_env, tmp_path / "second.log")
+    try:
+        first.wait_ready()
+        targets = {m: produce_json(settings.bootstrap_servers, settings.topic_preferences, m, streams[m][:half])[-1]
+                   for m in model_ids}
+        wait_checkpointed(settings, targets, worker=first)
+
+        second.start()
+        second.wait_ready()
+        targets = {m: produce_json(settings.bootstrap_servers, settings.topic_preferences, m, streams[m][half:])[-1]
+                   for m in model_ids}
+        final = wait_checkpointed(settings, targets, worker=second)
+        first_samples = first.metrics()
+        second_samples = second.metrics()
+    finally:
+        second.stop()
+        first.stop()
+
+    replayed = offline_replay(settings)
+    first_owned = {tp[1] for tp in _assigned(first_samples, settings.topic_preferences)}
+    second_owned = {tp[1] for tp in _assigned(second_samples, settings.topic_preferences)}
+    assert first_owned and second_owned
+    assert first_owned.isdisjoint(second_owned)
+    assert first_owned | second_owned == {str(p) for p in range(PARTITIONS)}
+    assert sample(second_samples, "dynamic_rlhf_events_total") > 0
+    for model_id in model_ids:
+        assert final[model_id].model_bytes == replayed[model_id].to_bytes(), model_id
+        assert final[model_id].load_model().stats().pairs_trained == replayed[model_id].stats().pairs_trained
+
+
+def _assigned(samples: dict, topic: str) -> set[tuple[str, str]]:
+    """Return (topic, partition) pairs whose lag gauge the worker currently reports."""
+    return {(dict(labels)["topic"], dict(labels)["partition"]) for (name, labels) in samples
+            if name == "dynamic_rlhf_consumer_lag" and dict(labels)["topic"] == topic}

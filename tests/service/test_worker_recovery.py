@@ -1,0 +1,96 @@
+"""Crash-safety of the model table: graceful restart and SIGKILL mid-stream on a real broker."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from service.demo_stream import synthetic_preference_events
+from tests.service.worker_harness import (
+    Worker,
+    create_topics,
+    offline_replay,
+    produce_json,
+    sample,
+    settings_for,
+    unique_env,
+    wait_checkpointed,
+)
+
+pytestmark = pytest.mark.kafka
+
+MODEL_ID = "crash"
+
+
+def _wait_processed(worker: Worker, model_id: str, at_least: int, timeout_s: float = 90.0) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            processed = sample(worker.metrics(), "dynamic_rlhf_events_total", model_id=model_id)
+        except OSError:
+            processed = 0.0
+        if processed >= at_least:
+            return processed
+        time.sleep(0.05)
+    raise AssertionError(f"worker processed fewer than {at_least} events in {timeout_s} s:\n{worker.log_tail()}")
+
+
+def test_restart_recovers_model(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = unique_env(kafka_bootstrap)
+    settings = settings_for(env)
+    events = list(synthetic_preference_events(1600, seed=21, model_id=MODEL_ID))
+    first = Worker(env, tmp_path / "first.log").start()
+    first.wait_ready()
+    positions = produce_json(settings.bootstrap_servers, settings.topic_preferences, MODEL_ID, events[:800])
+    before = wait_checkpointed(settings, {MODEL_ID: positions[-1]}, worker=first)[MODEL_ID]
+    first.stop()
+
+    second = Worker(env, tmp_path / "second.log").start()
+    try:
+        second.wait_ready()
+        positions = produce_json(settings.bootstrap_servers, settings.topic_preferences, MODEL_ID, events[800:])
+        after = wait_checkpointed(settings, {MODEL_ID: positions[-1]}, worker=second)[MODEL_ID]
+        samples = second.metrics()
+    finally:
+        second.stop()
+
+    replayed = offline_replay(settings)[MODEL_ID]
+    assert first.process is not None and first.process.returncode == 0
+    assert before.load_model().stats().version < after.load_model().stats().version
+    assert after.model_bytes == replayed.to_bytes()
+    assert sample(samples, "dynamic_rlhf_events_total", model_id=MODEL_ID) == 800
+    assert sample(samples, "dynamic_rlhf_events_total", model_id=MODEL_ID, outcome="duplicate") == 0
+
+
+def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    # Small checkpoint rounds and batches put the kills between, and inside, checkpoint rounds.
+    env = unique_env(kafka_bootstrap, DRLHF_CHECKPOINT_EVERY_EVENTS="300", DRLHF_CHECKPOINT_INTERVAL_MS="200",
+                     DRLHF_BATCH_MAX_EVENTS="50")
+    settings = settings_for(env)
+    events = list(synthetic_preference_events(6000, seed=22, model_id=MODEL_ID))
+    create_topics(settings)
+    positions = produce_json(settings.bootstrap_servers, settings.topic_preferences, MODEL_ID, events)
+
+    kill_points = (900, 1500)
+    workers = []
+    for round_number, kill_after in enumerate(kill_points):
+        worker = Worker(env, tmp_path / f"worker{round_number}.log").start()
+        workers.append(worker)
+        worker.wait_ready()
+        _wait_processed(worker, MODEL_ID, kill_after)
+        worker.kill(signal.SIGKILL)
+
+    last = Worker(env, tmp_path / "last.log").start()
+    try:
+        last.wait_ready()
+        final = wait_checkpointed(settings, {MODEL_ID: positions[-1]}, worker=last)[MODEL_ID]
+    finally:
+        last.stop()
+
+    replayed = offline_replay(settings)[MODEL_ID]
+    assert all(worker.process is not None and worker.process.returncode == -signal.SIGKILL for worker in workers)
+    assert final.load_model().version == replayed.version
+    assert final.model_bytes == replayed.to_bytes()
