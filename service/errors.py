@@ -19,6 +19,10 @@ REASONS: Final[frozenset[str]] = frozenset(
         "not_an_object",
         "schema",
         "invalid_feedback",
+        # Raised by the worker, not by decoding: an event keyed so that it reached a
+        # partition other than its model's, and an unexpected error while processing.
+        "wrong_partition",
+        "internal_error",
     }
 )
 
