@@ -90,8 +90,9 @@ def text_featuriser() -> tuple[TextFeaturiser, int, str]:
     featuriser = model.featuriser
 
     def core_features(prompt: str, completion: str) -> tuple[Sequence[int], Sequence[float]]:
-        vector = featuriser.featurise(completion, featuriser.prompt_tokens(prompt))
-        return vector.indices.tolist(), vector.values.tolist()
+        # One completion per call, so every entry of the batch belongs to it.
+        batch = featuriser.featurise([completion], featuriser.prompt_tokens(prompt))
+        return batch.indices.tolist(), batch.values.tolist()
 
     description = (
         f"DynamicRLHFModel().featuriser (dim={config.dim}, ngram_max={config.ngram_max}): "
