@@ -282,15 +282,63 @@ def _parse_option(option: Option, text: str) -> Any:
 _SCALAR_PARSERS: dict[Any, Callable[[str], Any]] = {int: int, float: float, bool: _bool, str: str}
 
 
-def configurable_fields(cls: type) -> list[tuple[str, type]]:
+def _optional_float(text: str) -> float | None:
+    return None if text.strip().lower() in ("", "none") else float(text)
+
+
+def _field_parser(kind: Any) -> Callable[[str], Any] | None:
+    """Return the parser for a dataclass field type, or None when the type is not a scalar."""
+    if kind in _SCALAR_PARSERS:
+        return _SCALAR_PARSERS[kind]
+    if typing.get_origin(kind) is Literal:
+        return str  # the dataclass validates the choice
+    if kind == (float | None):
+        return _optional_float
+    return None
+
+
+def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) is Literal:
+        return " or ".join(map(str, typing.get_args(kind)))
+    if kind == (float | None):
+        return "float or none"
+    return str(kind.__name__)
+
+
+def configurable_fields(cls: type) -> list[tuple[str, Any]]:
     """Return the (name, type) pairs of a dataclass's fields that take a scalar from the environment."""
     hints = typing.get_type_hints(cls)
     result = []
     for item in dataclasses.fields(cls):
         kind = hints.get(item.name)
-        if kind in _SCALAR_PARSERS and item.init:
+        if item.init and _field_parser(kind) is not None:
             result.append((item.name, kind))
     return result
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Return the first line of each attribute's description in a numpydoc ``Attributes`` section."""
+    docs: dict[str, str] = {}
+    names: list[str] = []
+    pending: list[str] = []
+    in_section = False
+    for line in (cls.__doc__ or "").splitlines():
+        stripped = line.strip()
+        is_name_line = not line.startswith(" " * 8)
+        if stripped == "Attributes":
+            in_section = True
+        elif in_section and is_name_line and stripped.endswith(","):
+            pending += [name.strip() for name in stripped[:-1].split(",")]  # names continue on the next line
+        elif in_section and is_name_line and stripped.endswith(":"):
+            names = pending + [name.strip() for name in stripped[:-1].split(",")]
+            pending = []
+        elif in_section and names and stripped:
+            for name in names:
+                docs[name] = stripped
+            names = []
+        elif in_section and stripped and not line.startswith(" "):
+            break
+    return docs
 
 
 def _dataclass_from_env(cls: type, prefix: str, env: Mapping[str, str]) -> Any:
@@ -300,11 +348,13 @@ def _dataclass_from_env(cls: type, prefix: str, env: Mapping[str, str]) -> Any:
         if variable not in env:
             continue
         text = env[variable]
+        parse = _field_parser(kind)
+        assert parse is not None
         try:
-            overrides[name] = _SCALAR_PARSERS[kind](text)
+            overrides[name] = parse(text)
         except ValueError:
             raise SettingsError(
-                f"invalid {variable}={text!r}: expected a {kind.__name__}; unset it to use the default"
+                f"invalid {variable}={text!r}: expected {_type_name(kind)}; unset it to use the default"
             ) from None
 
     try:
@@ -322,9 +372,12 @@ def markdown_table() -> str:
         lines.append(f"| `{option.env}` | {default} | {option.unit} | {option.help} |")
     for prefix, cls in ((MODEL_PREFIX, ModelConfig), (POLICY_PREFIX, HarvestPolicy), (LIMIT_PREFIX, Limits)):
         defaults = cls()
+        docs = field_docs(cls)
         for name, kind in configurable_fields(cls):
             value = getattr(defaults, name)
-            lines.append(f"| `{prefix}{name.upper()}` | `{value}` | {kind.__name__} | `{cls.__name__}.{name}` |")
+            meaning = docs.get(name, f"see `{cls.__module__}.{cls.__name__}`").replace("|", "\\|")
+            lines.append(f"| `{prefix}{name.upper()}` | `{value}` | {_type_name(kind)} | "
+                         f"`{cls.__name__}.{name}`: {meaning} |")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,11 @@ def test_markdown_table_lists_every_variable() -> None:
     for option in OPTIONS:
         assert f"`{option.env}`" in table
     assert "`DRLHF_LIMIT_MAX_EVENT_BYTES`" in table
+
+
+def test_docs_list_every_variable() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text(encoding="utf-8")
+
+    for line in markdown_table().splitlines()[2:]:
+        variable = line.split("`")[1]
+        assert f"`{variable}`" in docs, f"{variable} missing from docs/service.md; run python -m service.settings"
