@@ -20,9 +20,11 @@ caches the bucket and sign of every feature string seen recently.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -35,7 +37,6 @@ PROMPT_PREFIX: Final = "\x01"
 DENSE_FEATURES: Final = ("\x02log_tokens", "\x02prompt_overlap", "\x02empty")
 _MASK64: Final = (1 << 64) - 1
 _GOLDEN64: Final = 0x9E3779B97F4A7C15
-_SIGNS: Final = np.array([1.0, -1.0], dtype=np.float32)
 
 
 def feature_code(name: str, dim: int) -> int:
@@ -49,6 +50,15 @@ def feature_code(name: str, dim: int) -> int:
     mixed = (zlib.crc32(name.encode("utf-8")) * _GOLDEN64) & _MASK64
     mixed ^= mixed >> 29
     return ((mixed >> 33) % dim) * 2 + ((mixed >> 32) & 1)
+
+
+def _sum_colliding(counts: Counter[int]) -> dict[int, float]:
+    # Two features of one completion share a bucket: add their signed counts.
+    column: dict[int, float] = {}
+    for code, count in counts.items():
+        bucket = code >> 1
+        column[bucket] = column.get(bucket, 0.0) + (-float(count) if code & 1 else float(count))
+    return column
 
 
 class FeatureCodeCache(dict[str, int]):
@@ -68,16 +78,16 @@ class FeatureCodeCache(dict[str, int]):
 
 
 @dataclass(frozen=True)
-class FeatureBatch:
-    """Sparse features of several completions in coordinate form.
+class FeatureBlock:
+    """Sparse features of several completions as one dense block over their buckets.
 
-    Entry ``i`` adds ``values[i]`` to bucket ``indices[i]`` of completion
-    ``columns[i]``; a bucket may repeat within a completion.
+    ``block[i, c]`` is the value of bucket ``coordinates[i]`` in completion
+    ``c``; repeated occurrences and hash collisions are already summed, and
+    every bucket appears once.
     """
 
-    indices: NDArray[np.int64]
-    values: NDArray[np.float32]
-    columns: NDArray[np.int64]
+    coordinates: NDArray[np.int64]
+    block: NDArray[np.float32]
     n_tokens: list[int]
 
 
@@ -98,9 +108,9 @@ class HashingFeaturiser:
     Examples
     --------
     >>> f = HashingFeaturiser(dim=2**10)
-    >>> batch = f.featurise(["the cat sat", ""], prompt_tokens=frozenset({"cat"}))
-    >>> batch.n_tokens, len(batch.indices), batch.columns.tolist()
-    ([3, 0], 12, [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1])
+    >>> features = f.featurise(["the cat sat", ""], prompt_tokens=frozenset({"cat"}))
+    >>> features.n_tokens, features.block.shape
+    ([3, 0], (9, 2))
     """
 
     def __init__(self, dim: int = 2**20, ngram_max: int = 2, max_tokens: int = 4096, cache_size: int = 500_000) -> None:
@@ -109,7 +119,7 @@ class HashingFeaturiser:
         self.max_tokens = max_tokens
         self.cache = FeatureCodeCache(dim, cache_size)
         self._dense_indices = np.array([feature_code(name, dim) // 2 for name in DENSE_FEATURES], dtype=np.int64)
-        self._dense_blocks: dict[int, NDArray[np.int64]] = {}
+        self._dense_list: list[int] = self._dense_indices.tolist()
 
     def tokenise(self, text: str) -> list[str]:
         """Split lower-cased *text* into words and single punctuation marks."""
@@ -120,45 +130,42 @@ class HashingFeaturiser:
         """Return the token set of *prompt* used by the overlap features."""
         return frozenset(self.tokenise(prompt))
 
-    def featurise(self, completions: Sequence[str], prompt_tokens: frozenset[str]) -> FeatureBatch:
-        """Return the sparse features of *completions* given the prompt's tokens."""
-        codes: list[int] = []
-        counts: list[int] = []
-        dense: list[float] = []
+    def featurise(self, completions: Sequence[str], prompt_tokens: frozenset[str]) -> FeatureBlock:
+        """Return the merged sparse features of *completions* given the prompt's tokens.
+
+        The merge runs in plain Python (dicts and comprehensions): for the
+        few dozen features of a completion it costs less than the fixed
+        overhead of the numpy calls a vectorised merge needs.
+        """
+        columns: list[dict[int, float]] = []
         lengths: list[int] = []
         lookup = self.cache.__getitem__
         bigrams = self.ngram_max >= 2
 
         for text in completions:
             tokens = self.tokenise(text)
-            n = len(tokens)
+            length = len(tokens)
             names = list(tokens)
-            if bigrams and n >= 2:
+            if bigrams and length >= 2:
                 names += map(" ".join, zip(tokens, tokens[1:]))
             overlap = [PROMPT_PREFIX + token for token in tokens if token in prompt_tokens]
             names += overlap
+            lengths.append(length)
 
-            codes.extend(map(lookup, names))
-            counts.append(len(names))
-            lengths.append(n)
-            dense += (math.log1p(n), len(overlap) / n if n else 0.0, 0.0 if n else 1.0)
+            # Signed counts per bucket: the sign bit of a code flips the feature's value.
+            counts = Counter(map(lookup, names))
+            column = {code >> 1: -float(count) if code & 1 else float(count) for code, count in counts.items()}
+            if len(column) < len(counts):
+                column = _sum_colliding(counts)
+            dense = (math.log1p(length), len(overlap) / length if length else 0.0, 0.0 if length else 1.0)
+            for bucket, value in zip(self._dense_list, dense):
+                column[bucket] = column.get(bucket, 0.0) + value
+            columns.append(column)
 
-        # Buckets and signs of the hashed entries, then the dense block.
-        code_array = np.array(codes, dtype=np.int64)
-        signs = _SIGNS[code_array & 1]
-        m = len(lengths)
-        return FeatureBatch(
-            indices=np.concatenate((code_array >> 1, self._dense_block(m))),
-            values=np.concatenate((signs, np.array(dense, dtype=np.float32))),
-            columns=np.repeat(list(range(m)) * 2, counts + [len(DENSE_FEATURES)] * m),
-            n_tokens=lengths,
-        )
-
-    def _dense_block(self, m: int) -> NDArray[np.int64]:
-        block = self._dense_blocks.get(m)
-        if block is None:
-            block = self._dense_blocks[m] = np.tile(self._dense_indices, m)
-        return block
+        buckets = dict.fromkeys(itertools.chain.from_iterable(columns))
+        coordinates = np.fromiter(buckets, dtype=np.int64, count=len(buckets))
+        block = np.array([[column.get(b, 0.0) for b in buckets] for column in columns], dtype=np.float32).T
+        return FeatureBlock(coordinates, block, lengths)
 
     def feature_names(self) -> dict[int, tuple[str, float]]:
         """Return bucket -> (name, sign) for the features whose codes are cached.

@@ -72,8 +72,6 @@ class DynamicRLHFModel:
         self.replay: deque[Example] = deque(maxlen=c.replay_buffer_size)
         self._params = ObjectiveParams(c.tie_nu, c.tie_bad_strength, c.centring)
         self._unit = np.ones(1)
-        self._scratch = np.zeros(c.dim, dtype=np.int64)
-        self._positions = np.arange(4096, dtype=np.int64)
 
     # -- learning ---------------------------------------------------------
 
@@ -177,25 +175,8 @@ class DynamicRLHFModel:
     def _features(self, prompt: str, texts: Sequence[str]) -> tuple[NDArray[np.int64], NDArray[np.float32], list[int]]:
         """Return unique buckets, the (buckets x completions) feature block and token counts."""
         featuriser = self.featuriser
-        batch = featuriser.featurise(texts, featuriser.prompt_tokens(prompt))
-        n = len(texts)
-        indices = batch.indices
-        entries = len(indices)
-        if entries > len(self._positions):
-            self._positions = np.arange(2 * entries, dtype=np.int64)
-        positions = self._positions[:entries]
-
-        # Merge repeated buckets without sorting: every entry of a bucket reads
-        # back the same representative position from the scratch array.
-        scratch = self._scratch
-        scratch[indices] = positions
-        representative = scratch[indices]
-        first = representative == positions
-        coordinates = indices[first]
-        inverse = (np.cumsum(first) - 1)[representative]
-
-        block = np.bincount(inverse * n + batch.columns, weights=batch.values, minlength=len(coordinates) * n)
-        return coordinates, block.reshape(len(coordinates), n).astype(np.float32), batch.n_tokens
+        features = featuriser.featurise(texts, featuriser.prompt_tokens(prompt))
+        return features.coordinates, features.block, features.n_tokens
 
     # -- scoring ----------------------------------------------------------
 

@@ -96,16 +96,40 @@ def test_feature_codes_are_fixed_values() -> None:
 
 def test_featuriser_marks_prompt_overlap_and_bigrams() -> None:
     featuriser = HashingFeaturiser(dim=2**16)
+    names = ["the", "launch", "is", "on", "time", "the launch", "launch is", "is on", "on time",
+             "\x01launch", "\x01time"]
 
-    batch = featuriser.featurise(["The launch is on time", ""], frozenset({"launch", "time"}))
+    features = featuriser.featurise(["The launch is on time", ""], frozenset({"launch", "time"}))
 
-    assert batch.n_tokens == [5, 0]
-    hashed_first = 5 + 4 + 2
-    assert (batch.columns == 0).sum() == hashed_first + 3
-    assert (batch.columns == 1).sum() == 3
-    dense = batch.values[-6:].tolist()
-    assert dense[:3] == pytest.approx([math.log1p(5), 2 / 5, 0.0])
-    assert dense[3:] == [0.0, 0.0, 1.0]
+    assert features.n_tokens == [5, 0]
+    assert features.block.shape == (len(names) + 3, 2)
+    by_bucket = dict(zip(features.coordinates.tolist(), features.block.tolist()))
+    for name in names:
+        code = feature_code(name, 2**16)
+        assert by_bucket[code // 2][0] == (-1.0 if code & 1 else 1.0)
+    dense = [by_bucket[b] for b in featuriser._dense_list]
+    assert [d[0] for d in dense] == pytest.approx([math.log1p(5), 2 / 5, 0.0])
+    assert [d[1] for d in dense] == [0.0, 0.0, 1.0]
+
+
+def test_featuriser_sums_repeats_and_collisions() -> None:
+    featuriser = HashingFeaturiser(dim=16)
+    text = " ".join(f"w{i}" for i in range(40)) + " w1 w1"
+
+    features = featuriser.featurise([text], frozenset())
+
+    expected: dict[int, float] = {}
+    tokens = featuriser.tokenise(text)
+    for name in tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]:
+        code = feature_code(name, 16)
+        expected[code // 2] = expected.get(code // 2, 0.0) + (-1.0 if code & 1 else 1.0)
+    for bucket, value in zip(featuriser._dense_list, (math.log1p(len(tokens)), 0.0, 0.0)):
+        expected[bucket] = expected.get(bucket, 0.0) + value
+    got = dict(zip(features.coordinates.tolist(), features.block[:, 0].tolist()))
+    assert len(set(features.coordinates.tolist())) == len(features.coordinates)
+    assert got.keys() == expected.keys()
+    for bucket, value in expected.items():
+        assert got[bucket] == pytest.approx(value)
 
 
 def test_cache_is_bounded() -> None:
