@@ -31,8 +31,8 @@ installed=$(cat "$stamp" 2>/dev/null || true)
 
 # The stamp alone is not proof: a venv copied from elsewhere may lack the package.
 if [ "$wanted" != "$installed" ] || ! "$venv/bin/python" -c 'import importlib.metadata as m; m.version("dynamic-rlhf")' 2>/dev/null; then
-    echo "setup.sh: installing dynamic-rlhf with test extras into $venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+    echo "setup.sh: installing dynamic-rlhf with test and benchmark extras into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
     echo "$wanted" > "$stamp"
 fi
 
