@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a development checkout: create .venv in the repository root, install the project
-# with its test extras, and fetch the Kafka broker jars into the launcher's cache.
+# with its test and benchmark extras, and fetch the Kafka broker jars into the launcher's cache.
 #
 # Safe to run repeatedly: pip runs only when pyproject.toml or the Python version changed
 # since the last successful install (tracked in .venv/.install-stamp), and the launcher
