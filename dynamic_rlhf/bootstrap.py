@@ -12,8 +12,10 @@ number generator.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
+import struct
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +29,21 @@ _CDF = np.array(
     [sum(math.exp(-1.0) / math.factorial(j) for j in range(k + 1)) * _UINT32_RANGE for k in range(_MAX_DRAW)],
     dtype=np.float64,
 ).astype(np.uint64)
+_CDF_LIST: list[int] = _CDF.tolist()
+
+
+def poisson_draws(example_id: str, heads: int) -> list[int]:
+    """Return the same draws as :func:`poisson_weights` as a list of ints.
+
+    >>> poisson_draws("event-1", 4) == poisson_weights("event-1", 4).tolist()
+    True
+    """
+    if heads <= 0:
+        return []
+    if heads > _HEADS_PER_DIGEST:
+        return [int(k) for k in poisson_weights(example_id, heads)]
+    digest = hashlib.blake2b(example_id.encode("utf-8"), digest_size=64, salt=bytes(8), person=b"drlhf-bag").digest()
+    return [bisect.bisect_right(_CDF_LIST, word) for word in struct.unpack_from(f"<{heads}I", digest)]
 
 
 def poisson_weights(example_id: str, heads: int) -> NDArray[np.float64]:

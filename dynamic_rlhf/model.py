@@ -22,10 +22,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dynamic_rlhf.annotators import AnnotatorReliability
-from dynamic_rlhf.bootstrap import poisson_weights
+from dynamic_rlhf.bootstrap import poisson_draws
 from dynamic_rlhf.config import ModelConfig
 from dynamic_rlhf.errors import FeedbackError
 from dynamic_rlhf.features import HashingFeaturiser
+from dynamic_rlhf.losses import bradley_terry_scalar
 from dynamic_rlhf.feedback import Example, Judgement, PreferenceExample, RankingExample, RatingExample, expand
 from dynamic_rlhf.objective import ObjectiveParams, Structure, build_structure, example_objective
 from dynamic_rlhf.optim import LazyAdaGrad
@@ -71,7 +72,6 @@ class DynamicRLHFModel:
         self.skipped_identical = 0
         self.replay: deque[Example] = deque(maxlen=c.replay_buffer_size)
         self._params = ObjectiveParams(c.tie_nu, c.tie_bad_strength, c.centring)
-        self._unit = np.ones(1)
 
     # -- learning ---------------------------------------------------------
 
@@ -122,29 +122,36 @@ class DynamicRLHFModel:
         coordinates, block_features, n_tokens = self._features(judgement.prompt_text, judgement.texts)
         optimiser = self.optimiser
         rows = optimiser.gather(coordinates)
-        rewards = (block_features.T @ optimiser.weights_of(rows)).T.astype(np.float64)
+        rewards = (block_features.T @ optimiser.weights_of(rows)).astype(np.float64)  # (completions, heads)
 
         structure = build_structure(len(judgement.texts), judgement.pairs, judgement.ranking)
-        head_weights = self._head_weights(judgement)
-        _, coefficients, differences, pair_loss = example_objective(rewards, structure, self._params, head_weights)
+        if structure.single_strict and self.config.centring == 0.0:
+            # One strict pair: the gradient is the feature difference times a scalar per head.
+            first, second = rewards.tolist()
+            difference = [a - b for a, b in zip(first, second)]
+            scaled, loss = bradley_terry_scalar(difference, float(structure.margins[0]), self._head_weights(judgement))
+            outcome = self._record(judgement, structure, np.array(difference[:1]), np.array([loss]),
+                                   rewards[:, 0], n_tokens, live, tally)
+            gradient = np.multiply.outer(block_features[:, 0] - block_features[:, 1], np.array(scaled, dtype=np.float32))
+        else:
+            head_weights = np.array(self._head_weights(judgement))
+            _, coefficients, differences, pair_loss = example_objective(rewards.T, structure, self._params, head_weights)
 
-        # Progressive figures from head 0, before the update.
-        outcome = self._record(judgement, structure, differences[0], pair_loss[0], rewards[0], n_tokens, live, tally)
+            # Progressive figures from head 0, before the update.
+            outcome = self._record(judgement, structure, differences[0], pair_loss[0], rewards[:, 0], n_tokens, live, tally)
+            gradient = block_features @ coefficients.T.astype(np.float32)
 
         # One AdaGrad step on every head.
-        gradient = block_features @ coefficients.T.astype(np.float32)
         optimiser.step(coordinates, rows, gradient)
         self.version += 1
         self.pairs_trained += outcome.pairs
         return outcome
 
-    def _head_weights(self, judgement: Judgement) -> NDArray[np.float64]:
+    def _head_weights(self, judgement: Judgement) -> list[float]:
         """Return example weight x annotator weight x (1, Poisson(1) draws of the bootstrap heads)."""
         label_weight = judgement.weight * self.annotators.weight(judgement.annotator_id)
-        head_weights = np.concatenate((self._unit, poisson_weights(judgement.example_id, self.config.n_heads)))
-        if label_weight != 1.0:
-            head_weights *= label_weight
-        return head_weights
+        draws = poisson_draws(judgement.example_id, self.config.n_heads)
+        return [label_weight] + [label_weight * draw for draw in draws]
 
     def _record(self, judgement: Judgement, structure: Structure, differences: NDArray[np.float64],
                 pair_loss: NDArray[np.float64], rewards: NDArray[np.float64], n_tokens: list[int], live: bool,

@@ -38,10 +38,9 @@ _MIN_SCALE = 1e-20
 class LazyAdaGrad:
     """Weights, AdaGrad accumulators and the decay scale of ``heads`` linear models.
 
-    ``table[j, 0]`` contains the stored weights of bucket ``j`` for every head
-    and ``table[j, 1]`` their accumulators. Keeping them side by side makes
-    one touched bucket one contiguous 8 * heads byte row, so a step reads
-    and writes each touched bucket once.
+    Both arrays are coordinate-major, shape ``(dim, heads)``: the heads of
+    one bucket are adjacent, so reading or writing the touched buckets of
+    all heads costs one contiguous row per bucket.
     """
 
     def __init__(self, heads: int, dim: int, learning_rate: float, l2: float, epsilon: float = 1e-8) -> None:
@@ -50,42 +49,43 @@ class LazyAdaGrad:
         self.epsilon = np.float32(epsilon)
         self.decay = 1.0 - learning_rate * l2
         self.scale = 1.0
-        self.table = np.zeros((dim, 2, heads), dtype=np.float32)
+        self.stored_weights = np.zeros((dim, heads), dtype=np.float32)
+        self.accumulators = np.zeros((dim, heads), dtype=np.float32)
         self.touched_mask = np.zeros(dim, dtype=np.bool_)
 
     def gather(self, coordinates: NDArray[np.int64]) -> Float32Array:
-        """Return a copy of the ``(len(coordinates), 2, heads)`` rows of *coordinates*."""
-        return self.table[coordinates]
+        """Return a copy of the stored (scale-free) weights of *coordinates*."""
+        return self.stored_weights.take(coordinates, axis=0)
 
-    def weights_of(self, rows: Float32Array) -> Float32Array:
-        """Return the ``(n, heads)`` current weights of rows from :meth:`gather`."""
-        weights = rows[:, 0]
-        return weights * np.float32(self.scale) if self.scale != 1.0 else weights.copy()
+    def weights_of(self, stored: Float32Array) -> Float32Array:
+        """Return the current weights of rows from :meth:`gather`."""
+        return stored * np.float32(self.scale) if self.scale != 1.0 else stored
 
     def current(self, coordinates: NDArray[np.int64]) -> Float32Array:
         """Return the ``(len(coordinates), heads)`` current weights, decay included."""
-        return self.weights_of(self.table[coordinates])
+        return self.weights_of(self.gather(coordinates))
 
-    def step(self, coordinates: NDArray[np.int64], rows: Float32Array, gradient: Float32Array) -> None:
+    def step(self, coordinates: NDArray[np.int64], stored: Float32Array, gradient: Float32Array) -> None:
         """Decay every weight once, then take an AdaGrad step on unique *coordinates*.
 
-        *rows* must come from :meth:`gather` on the same coordinates; it is
+        *stored* must come from :meth:`gather` on the same coordinates; it is
         updated in place and written back.
         """
         self.scale *= self.decay
-        accumulators = rows[:, 1]
+        accumulators = self.accumulators.take(coordinates, axis=0)
         accumulators += gradient * gradient
+        self.accumulators[coordinates] = accumulators
 
         delta = np.sqrt(accumulators)
         delta += self.epsilon
         np.divide(gradient, delta, out=delta)
         delta *= np.float32(self.learning_rate / self.scale)
-        rows[:, 0] -= delta
-        self.table[coordinates] = rows
+        stored -= delta
+        self.stored_weights[coordinates] = stored
         self.touched_mask[coordinates] = True
 
         if self.scale < _MIN_SCALE:
-            self.table[:, 0] *= np.float32(self.scale)
+            self.stored_weights *= np.float32(self.scale)
             self.scale = 1.0
 
     def touched(self) -> NDArray[np.int64]:

@@ -52,8 +52,8 @@ def dump_model(model: DynamicRLHFModel) -> bytes:
         "annotators": model.annotators.to_state(),
         "scale": optimiser.scale,
         "coordinates": coordinates.astype("<u4").tobytes(),
-        "weights": np.ascontiguousarray(optimiser.table[coordinates, 0], dtype="<f4").tobytes(),
-        "accumulators": np.ascontiguousarray(optimiser.table[coordinates, 1], dtype="<f4").tobytes(),
+        "weights": np.ascontiguousarray(optimiser.stored_weights[coordinates], dtype="<f4").tobytes(),
+        "accumulators": np.ascontiguousarray(optimiser.accumulators[coordinates], dtype="<f4").tobytes(),
     }
     return msgpack.packb(state, use_bin_type=True)
 
@@ -110,7 +110,7 @@ def _unpack(data: bytes) -> dict[str, Any]:
 
 def _load_arrays(model: DynamicRLHFModel, state: dict[str, Any]) -> None:
     optimiser = model.optimiser
-    heads = optimiser.table.shape[2]
+    heads = optimiser.stored_weights.shape[1]
     coordinates = np.frombuffer(state["coordinates"], dtype="<u4").astype(np.int64)
     n = len(coordinates)
     if n and int(coordinates.max()) >= model.config.dim:
@@ -122,6 +122,6 @@ def _load_arrays(model: DynamicRLHFModel, state: dict[str, Any]) -> None:
         raise StateError(f"invalid model state: array sizes do not match {n} buckets x {heads} heads")
 
     optimiser.scale = float(state["scale"])
-    optimiser.table[coordinates, 0] = weights.reshape(n, heads)
-    optimiser.table[coordinates, 1] = accumulators.reshape(n, heads)
+    optimiser.stored_weights[coordinates] = weights.reshape(n, heads)
+    optimiser.accumulators[coordinates] = accumulators.reshape(n, heads)
     optimiser.touched_mask[coordinates] = True
