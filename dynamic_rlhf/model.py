@@ -174,7 +174,8 @@ class DynamicRLHFModel:
         if live:
             self.metrics.update(pairs, loss, n_strict, correct, margin)
             for value in strict_differences:
-                self.annotators.observe(judgement.annotator_id, 1.0 / (1.0 + math.exp(-value)))
+                # sigmoid via tanh, which cannot overflow for large differences.
+                self.annotators.observe(judgement.annotator_id, 0.5 * (1.0 + math.tanh(0.5 * value)))
             for reward, count in zip(rewards.tolist(), n_tokens):
                 self.moments.update(reward, math.log1p(count))
         return LearnOutcome(pairs, loss, correct, judgement.skipped)
