@@ -135,6 +135,10 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
+# One decoder for every message: json.loads with parse_constant builds a new decoder per call.
+_JSON_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _decode_json(value: bytes) -> Any:
     try:
         text = value.decode("utf-8")
@@ -142,7 +146,10 @@ def _decode_json(value: bytes) -> Any:
         raise InvalidInput("invalid_json", f"value is not valid UTF-8 at byte {exc.start}; expected UTF-8 JSON") from None
 
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):
+            # The check json.loads makes before it decodes a str.
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _JSON_DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput("invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:
@@ -174,8 +181,50 @@ def _decode_msgpack(value: bytes, limits: Limits) -> Any:
         raise InvalidInput("invalid_msgpack", f"{type(exc).__name__}: {preview(str(exc))}") from None
 
 
+_SCALAR_TYPES: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def _check_tree(obj: Any, content_type: ContentType, limits: Limits) -> None:
     """Reject values JSON cannot carry (bytes, non-string keys) and nesting beyond `limits.max_depth`."""
+    if _is_plain_tree(obj, 0, limits.max_depth):
+        return
+
+    # Walk the tree again, building JSON paths, to name the first offending value.
+    _find_tree_error(obj, content_type, limits)
+
+
+def _is_plain_tree(node: Any, depth: int, max_depth: int) -> bool:
+    """Return True when `node` contains only JSON values with string keys, nested at most `max_depth` deep.
+
+    This fast check builds no paths. It returns False on anything unusual (including
+    subclasses of the JSON types), and `_find_tree_error` then decides.
+    """
+    if depth > max_depth:
+        return False
+
+    node_type = type(node)
+    if node_type in _SCALAR_TYPES:
+        return True
+    if node_type is dict:
+        for key, child in node.items():
+            if type(key) is not str:
+                return False
+            if type(child) is str and depth < max_depth:
+                continue
+            if not _is_plain_tree(child, depth + 1, max_depth):
+                return False
+        return True
+    if node_type is list:
+        for child in node:
+            if type(child) is str and depth < max_depth:
+                continue
+            if not _is_plain_tree(child, depth + 1, max_depth):
+                return False
+        return True
+    return False
+
+
+def _find_tree_error(obj: Any, content_type: ContentType, limits: Limits) -> None:
     reason = "invalid_json" if content_type == JSON else "invalid_msgpack"
     stack: list[tuple[Any, str, int]] = [(obj, "", 0)]
 

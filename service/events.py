@@ -2,7 +2,8 @@
 
 Each decoded message passes three checks, and the first failure raises `InvalidInput`:
 
-1. the JSON Schema in ``schemas/`` (reason ``schema``, with the JSON path of the failure);
+1. the JSON Schema in ``schemas/`` (reason ``schema``, with the JSON path of the failure),
+   checked with the Rust validator ``jsonschema-rs``;
 2. the size limits in `Limits` and rules a schema cannot state, such as one rating per
    completion (reasons ``too_large`` and ``schema``);
 3. the core constructors (`PreferenceExample`, `RankingExample`, `RatingExample`), whose
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Union
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
@@ -156,28 +159,108 @@ def parse_candidate_set(obj: dict[str, Any], limits: Limits) -> CandidateSet:
     )
 
 
+@functools.cache
+def _schemas_by_id() -> dict[str, dict[str, Any]]:
+    schemas = {}
+    for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        schemas[contents["$id"]] = contents
+    return schemas
+
+
+def _reject_retrieval(uri: str) -> Any:
+    raise ValueError(f"schema {uri} is not in {SCHEMA_DIR}; references must point to a local schema file")
+
+
+@functools.cache
+def fast_validator(name: str) -> jsonschema_rs.Validator:
+    """Return the ``jsonschema-rs`` validator for ``schemas/<name>.schema.json`` (built once per process).
+
+    It checks a synthetic event in about 2 microseconds, where the pure-Python
+    `schema_validator` took about 0.4 ms (2-core AMD EPYC). Every ``$ref`` resolves against
+    the local schema files, and the validator never fetches a schema over the network.
+    `schema_validator` remains for events with NaN or infinities and for the schema tests.
+    """
+    schemas = _schemas_by_id()
+    registry = jsonschema_rs.Registry(list(schemas.items()), retriever=_reject_retrieval)
+    schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
+    return jsonschema_rs.Draft202012Validator(schema, registry=registry, retriever=_reject_retrieval)
+
+
+@dataclass(frozen=True)
+class _SchemaError:
+    """The parts of a validation error that the detail uses, from either validator library."""
+
+    path: tuple[str | int, ...]
+    keyword: str
+    keyword_value: Any
+    instance: Any
+    message: str
+
+
 def _validate(name: str, obj: dict[str, Any]) -> None:
-    validator = schema_validator(name)
-    error = next(iter(sorted(validator.iter_errors(obj), key=_error_rank)), None)
-    if error is None:
+    if fast_validator(name).is_valid(obj):
         return
 
-    path = "/" + "/".join(str(part) for part in error.absolute_path)
+    error = _first_python_error(name, obj) if _has_non_finite(obj) else _first_rust_error(name, obj)
+    if error is None:
+        return
+    path = "/" + "/".join(str(part) for part in error.path)
     raise InvalidInput("schema", f"{path}: {_short_message(error, obj)}")
 
 
-def _error_rank(error: Any) -> tuple[int, str]:
+def _has_non_finite(node: Any) -> bool:
+    if isinstance(node, float):
+        return not math.isfinite(node)
+    if isinstance(node, dict):
+        return any(_has_non_finite(child) for child in node.values())
+    if isinstance(node, list):
+        return any(_has_non_finite(child) for child in node)
+    return False
+
+
+def _first_python_error(name: str, obj: dict[str, Any]) -> _SchemaError | None:
+    # jsonschema-rs reads NaN and infinities as null, so they fail "type": "number" there.
+    # jsonschema accepts them as numbers and leaves them to the core's FeedbackError.
+    errors = sorted(schema_validator(name).iter_errors(obj), key=lambda e: (-len(e.absolute_path), str(e.message)))
+    if not errors:
+        return None
+    error = errors[0]
+    return _SchemaError(tuple(error.absolute_path), str(error.validator), error.validator_value, error.instance,
+                        str(error.message))
+
+
+def _first_rust_error(name: str, obj: dict[str, Any]) -> _SchemaError:
     # Report the most specific failure first: deeper paths, then a stable order.
-    return (-len(error.absolute_path), str(error.message))
+    error = min(fast_validator(name).iter_errors(obj), key=lambda e: (-len(e.instance_path), e.kind.name, e.message))
+    keyword = error.kind.name
+    message = error.message
+    if keyword == "required":
+        # Quote the property with repr, as the other details quote values.
+        message = f"{error.kind.as_dict()['property']!r} is a required property"
+    return _SchemaError(tuple(error.instance_path), keyword, _keyword_value(error), error.instance, message)
 
 
-def _short_message(error: Any, obj: dict[str, Any]) -> str:
-    if error.validator == "not":
+def _short_message(error: _SchemaError, obj: dict[str, Any]) -> str:
+    if error.keyword == "not":
         # The schema forbids fields that belong to another kind with {"not": {}}.
         return f"field is not allowed when kind is {preview(obj.get('kind'))}"
-    if error.validator in {"type", "enum", "const", "pattern", "minLength", "maxLength", "minItems"}:
-        return f"got {preview(error.instance)}; expected {error.validator} {preview(error.validator_value)}"
+    if error.keyword in {"type", "enum", "const", "pattern", "minLength", "maxLength", "minItems"}:
+        return f"got {preview(error.instance)}; expected {error.keyword} {preview(error.keyword_value)}"
     return error.message if len(error.message) <= 200 else error.message[:197] + "..."
+
+
+def _keyword_value(error: jsonschema_rs.ValidationError) -> Any:
+    """Return the failed keyword's value as written in the schema file (``"string"``, not ``["string"]``)."""
+    uri, _, pointer = (error.absolute_keyword_location or "").partition("#")
+    node: Any = _schemas_by_id().get(uri)
+    if node is None:
+        return next(iter(error.kind.as_dict().values()), None)
+
+    for token in pointer.split("/")[1:]:
+        key = token.replace("~1", "/").replace("~0", "~")
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    return node
 
 
 def _check_limits(obj: dict[str, Any], limits: Limits) -> None:
