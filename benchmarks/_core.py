@@ -96,7 +96,7 @@ def text_featuriser() -> tuple[TextFeaturiser, int, str]:
 
     description = (
         f"DynamicRLHFModel().featuriser (dim={config.dim}, ngram_max={config.ngram_max}): "
-        "signed-hashed unigrams, bigrams, prompt-overlap unigrams and 3 dense length features"
+        "signed-hashed unigrams, bigrams, prompt-overlap unigrams and 3 dense features"
     )
     return core_features, config.dim, description
 
