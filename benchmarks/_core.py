@@ -90,9 +90,9 @@ def text_featuriser() -> tuple[TextFeaturiser, int, str]:
     featuriser = model.featuriser
 
     def core_features(prompt: str, completion: str) -> tuple[Sequence[int], Sequence[float]]:
-        # One completion per call, so every entry of the batch belongs to it.
-        batch = featuriser.featurise([completion], featuriser.prompt_tokens(prompt))
-        return batch.indices.tolist(), batch.values.tolist()
+        # One completion per call, so column 0 of the block holds all of its features.
+        features = featuriser.featurise([completion], featuriser.prompt_tokens(prompt))
+        return features.coordinates.tolist(), features.block[:, 0].tolist()
 
     description = (
         f"DynamicRLHFModel().featuriser (dim={config.dim}, ngram_max={config.ngram_max}): "
