@@ -90,6 +90,22 @@ class FeatureBlock:
     block: NDArray[np.float32]
     n_tokens: list[int]
 
+    @property
+    def indices(self) -> NDArray[np.int64]:
+        """Bucket of each non-zero entry, in coordinate (COO) form, bucket-major."""
+        rows, _ = np.nonzero(self.block)
+        return self.coordinates[rows]
+
+    @property
+    def values(self) -> NDArray[np.float32]:
+        """Value of each non-zero entry, aligned with :attr:`indices`."""
+        return self.block[np.nonzero(self.block)]
+
+    @property
+    def columns(self) -> NDArray[np.int64]:
+        """Completion of each non-zero entry, aligned with :attr:`indices`."""
+        return np.nonzero(self.block)[1].astype(np.int64)
+
 
 class HashingFeaturiser:
     """Map (prompt, completion) texts to sparse signed-hashed features.

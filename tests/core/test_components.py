@@ -112,6 +112,21 @@ def test_featuriser_marks_prompt_overlap_and_bigrams() -> None:
     assert [d[1] for d in dense] == [0.0, 0.0, 1.0]
 
 
+def test_feature_block_coordinate_form() -> None:
+    featuriser = HashingFeaturiser(dim=2**16)
+
+    features = featuriser.featurise(["good answer", "bad answer"], frozenset())
+
+    dense_rows = {tuple(features.block[i].tolist()) for i in range(len(features.coordinates))}
+    assert len(dense_rows) > 1
+    rebuilt = np.zeros_like(features.block)
+    positions = {bucket: row for row, bucket in enumerate(features.coordinates.tolist())}
+    for bucket, column, value in zip(features.indices.tolist(), features.columns.tolist(), features.values.tolist()):
+        rebuilt[positions[bucket], column] += value
+    np.testing.assert_array_equal(rebuilt, features.block)
+    assert (features.values != 0).all()
+
+
 def test_featuriser_sums_repeats_and_collisions() -> None:
     featuriser = HashingFeaturiser(dim=16)
     text = " ".join(f"w{i}" for i in range(40)) + " w1 w1"
