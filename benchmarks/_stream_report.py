@@ -103,18 +103,28 @@ def repetition_line(result: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def top_functions(paths: list[Path], n: int = 15) -> list[tuple[str, float]]:
-    """Return the `n` functions with the largest share of py-spy samples at the top of the stack (self time)."""
+def top_functions(paths: list[Path], n: int = 12) -> dict[str, list[tuple[str, float]]]:
+    """Return the `n` functions with the largest share of py-spy samples, by self and by inclusive time."""
     self_samples: collections.Counter[str] = collections.Counter()
+    inclusive_samples: collections.Counter[str] = collections.Counter()
     total = 0
     for path in paths:
         for line in path.read_text(encoding="utf-8").splitlines():
             stack, _, count = line.rpartition(" ")
             if not stack or not count.isdigit():
                 continue
-            self_samples[stack.split(";")[-1]] += int(count)
+            # Group a function's lines together: "step (dynamic_rlhf/optim.py:77)" -> "step (dynamic_rlhf/optim.py)".
+            frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+            self_samples[frames[-1]] += int(count)
+            for frame in set(frames):
+                inclusive_samples[frame] += int(count)
             total += int(count)
-    return [(frame, samples / total) for frame, samples in self_samples.most_common(n)] if total else []
+    if not total:
+        return {"self": [], "inclusive": []}
+    return {
+        "self": [(frame, samples / total) for frame, samples in self_samples.most_common(n)],
+        "inclusive": [(frame, samples / total) for frame, samples in inclusive_samples.most_common(3 * n)],
+    }
 
 
 def _side_rows(name: str, summary: dict[str, Any] | None) -> list[str]:
@@ -156,7 +166,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"- worker events/s target >= {TARGET_EVENTS_PER_SECOND:,}: "
             f"{'met' if targets['worker_events_per_second_met'] else 'NOT met'}",
         ]
-    if report.get("worker_profile_top"):
-        lines += ["", "Worker profile (py-spy, share of samples by self time):", ""]
-        lines += [f"- {share:.1%} {frame}" for frame, share in report["worker_profile_top"]]
+    profile = report.get("worker_profile_top")
+    if profile and profile["self"]:
+        for kind in ("self", "inclusive"):
+            lines += ["", f"Worker profile (py-spy samples of the throughput phase, {kind} time):", ""]
+            lines += [f"- {share:.1%} {frame}" for frame, share in profile[kind]]
     return "\n".join(lines)

@@ -90,7 +90,7 @@ class WorkerProcess:
                    on_scrape: Callable[[float, float], None] | None = None) -> tuple[float, float]:
         """Scrape until the event count reaches `target`; return the times of the first non-zero and the final scrape.
 
-        `on_scrape(time_s, count)` sees every scrape, with ``time.time()`` seconds.
+        `on_scrape(time_s, count)` is called after every scrape, with ``time.time()`` seconds.
         """
         first_s = 0.0
         deadline = time.monotonic() + timeout_s

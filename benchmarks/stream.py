@@ -12,7 +12,7 @@ Each repetition uses a fresh topic, pre-filled with the same seeded synthetic ev
    from the first scrape of ``/metrics`` that shows a processed event to the scrape that
    shows all of them (``dynamic_rlhf_events_total``, every outcome);
 3. latency of the worker: a second process produces events of model id ``latency`` at a
-   fixed rate, and a scrape every `SCRAPE_INTERVAL_S` reads that model's event count. The
+   fixed rate, and a scrape every `LATENCY_SCRAPE_INTERVAL_S` reads that model's event count. The
    k-th latency event counts as processed at the first scrape that shows k events, so its
    latency is that scrape time minus the record's CreateTime. This is an upper bound, too
    high by at most one scrape interval plus the rest of the micro-batch that held the event;
@@ -32,7 +32,6 @@ import multiprocessing
 import os
 import shutil
 import subprocess
-import statistics
 import sys
 import tempfile
 import time
@@ -57,7 +56,8 @@ from service.limits import Limits  # noqa: E402
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 JSON_HEADERS: Final = [("content-type", b"application/json")]
 LATENCY_MODEL_ID: Final = "latency"
-SCRAPE_INTERVAL_S: Final = 0.025
+LATENCY_SCRAPE_INTERVAL_S: Final = 0.05
+THROUGHPUT_SCRAPE_INTERVAL_S: Final = 0.5
 LIMITS: Final = Limits()
 
 
@@ -236,7 +236,7 @@ def worker_latency_ms(worker: WorkerProcess, bootstrap: str, topic: str, rate: f
     """Produce a paced stream of model ``latency`` to the running worker; return each event's latency bound in ms."""
     producer = PacedProducer(bootstrap, topic, rate, duration_s, seed).start()
     scrapes: list[tuple[float, float]] = []
-    worker.wait_count(producer.n_events, timeout_s=duration_s + 60, interval_s=SCRAPE_INTERVAL_S,
+    worker.wait_count(producer.n_events, timeout_s=duration_s + 60, interval_s=LATENCY_SCRAPE_INTERVAL_S,
                       model_id=LATENCY_MODEL_ID, on_scrape=lambda now_s, count: scrapes.append((now_s, count)))
     timestamps_ms = producer.timestamps_ms(timeout_s=60)
 
@@ -268,7 +268,8 @@ def run_worker(args: argparse.Namespace, topic: str, prefix: str, seed: int, pro
     try:
         worker.wait_ready(timeout_s=args.worker_timeout)
         profiler = profile_worker(worker, args.profile_seconds, profile_path) if profile_path else None
-        first_s, last_s = worker.wait_count(args.events, timeout_s=args.worker_timeout, interval_s=0.1)
+        first_s, last_s = worker.wait_count(args.events, timeout_s=args.worker_timeout,
+                                           interval_s=THROUGHPUT_SCRAPE_INTERVAL_S)
         if profiler is not None:
             profiler.wait(timeout=args.profile_seconds + 60)
         result: dict[str, Any] = {"events": args.events, "seconds": last_s - first_s,
