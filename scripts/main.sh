@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run the whole pipeline on this machine: install, start a local Kafka broker and one
-# worker, stream the HH-RLHF feedback file through it (or a synthetic stream when the file
-# is absent), print the results, and leave the worker serving /metrics.
+# Run the whole pipeline on this machine. The script installs the project, starts a local
+# Kafka broker and one worker, and streams the HH-RLHF feedback file through the worker (a
+# synthetic stream when the file is absent). It prints the results and leaves the worker
+# serving /metrics.
 #
 # Environment: DRLHF_WEB_PORT (default 6066), DRLHF_HH_RLHF_PATH (feedback file),
 # DRLHF_RUN_DIR (worker log and pid file, default ~/.cache/dynamic-rlhf/run), and every
@@ -42,8 +43,9 @@ model_id="hh-rlhf-$(date -u +%Y%m%d-%H%M%S)"
 if [[ -f "$data" ]]; then
     echo "== streaming $data as model $model_id"
     "$cli" demo --watch 0 --timeout 180 --show-records 0 >/dev/null  # waits until the worker is ready
-    produced=$("$cli" produce "$data" --model-id "$model_id" --no-progress | tee /dev/stderr |
-               sed -n 's/^produced \([0-9]*\) messages.*/\1/p' | head -n 1)
+    produce_output=$("$cli" produce "$data" --model-id "$model_id" --no-progress)
+    echo "$produce_output"
+    produced=$(echo "$produce_output" | sed -n 's/^produced \([0-9]*\) messages.*/\1/p' | head -n 1)
     "$cli" produce "$data" --candidates --limit 200 --model-id "$model_id" --no-progress
     "$cli" demo --watch "${produced:-2312}" --model-id "$model_id" --timeout 600
 else

@@ -130,6 +130,7 @@ class Acknowledgeable(Protocol):
 
 
 CheckpointObserver = Callable[[str, int], None]
+"""Callback with the model id and the byte size of each checkpoint value written."""
 
 
 class ModelStore:
@@ -166,14 +167,6 @@ class ModelStore:
             logger.info("Created model %s for partition %d", model_id, partition)
         self.states[model_id] = state
         return state
-
-    def peek(self, model_id: str) -> DynamicRLHFModel | None:
-        """Return the model if it is in memory or in the table, without creating one."""
-        state = self.states.get(model_id)
-        if state is not None:
-            return state.model
-        stored = self.table.data.get(model_id.encode("utf-8"))
-        return None if stored is None else decode_checkpoint(stored).load_model()
 
     def defer_ack(self, events: Iterable[Acknowledgeable], sends: Iterable[Awaitable[Any]] = ()) -> None:
         """Hold events (and output sends they caused) until the next checkpoint is durable."""
@@ -217,7 +210,7 @@ class ModelStore:
                 for send in sends:
                     await send
             except BaseException:
-                # Nothing is acked: the next round retries, and a restart consumes them again.
+                # Nothing is acked, so Kafka delivers these events again after a restart.
                 for model_id, _ in written:
                     if model_id in self.states:
                         self.states[model_id].dirty = True

@@ -1,9 +1,9 @@
 """``dynamic-rlhf demo``: stream synthetic feedback through a running worker and report the result.
 
-The demo waits for the worker's ``/health/ready``, produces synthetic preference events and
-candidate sets, follows the worker's ``/metrics`` until every event is processed, then loads
-the checkpointed model from the changelog and measures its accuracy on held-out events
-that the worker never saw.
+The demo waits for the worker's ``/health/ready`` and produces synthetic preference events,
+then candidate sets, following the worker's ``/metrics`` until each is processed. At the
+end it loads the checkpointed model from the changelog and measures its accuracy on
+held-out events that the worker never saw.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def sample_sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], na
 
 
 def wait_ready(base_url: str, timeout_s: float) -> None:
-    """Wait until the worker answers 200 on ``/health/ready``; raise TimeoutError otherwise."""
+    """Wait until ``/health/ready`` returns status 200; raise TimeoutError otherwise."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -103,7 +103,7 @@ def held_out_accuracy(model: DynamicRLHFModel, events: list[dict[str, Any]], set
             if not isinstance(example, PreferenceExample) or example.label != "chosen":
                 continue
             if true_preference_probability(example.prompt, example.chosen, example.rejected) == 0.5:
-                continue  # equal true rewards: no right answer
+                continue  # equal true rewards, so neither order is correct
             model_first = model.predict_proba_one(example.prompt, example.chosen, example.rejected) > 0.5
             true_first = bayes_optimal_choice(example.prompt, example.chosen, example.rejected) == 0
             total += 1
@@ -124,6 +124,25 @@ def wait_for_count(metrics_url: str, name: str, model_id: str, expected: float, 
             return samples
         time.sleep(2.0)
     return None
+
+
+def wait_candidates_settled(metrics_url: str, topic: str, model_id: str, timeout_s: float) -> None:
+    """Wait until the candidates topic has no lag and the scored count stopped changing.
+
+    Used when candidate sets were produced by another command, so their number is unknown.
+    The lag gauge is refreshed every ``DRLHF_LAG_INTERVAL_MS``.
+    """
+    deadline = time.monotonic() + timeout_s
+    previous = -1.0
+    while time.monotonic() < deadline:
+        samples = scrape(metrics_url)
+        scored = sample_sum(samples, "dynamic_rlhf_candidates_scored_total", model_id=model_id)
+        lag = sample_sum(samples, "dynamic_rlhf_consumer_lag", topic=topic)
+        print(f"  completions scored: {int(scored)}, candidate lag {int(lag)}", flush=True)
+        if lag == 0 and scored == previous:
+            return
+        previous = scored
+        time.sleep(3.0)
 
 
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -150,7 +169,9 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"produced {len(train)} preference events", flush=True)
         expected = len(train)
     else:
+        # The events were produced before this command, so the target is an absolute count.
         expected = args.watch
+        events_before = 0.0
 
     samples = wait_for_count(metrics_url, "dynamic_rlhf_events_total", args.model_id, events_before + expected,
                              args.timeout, "events processed")
@@ -169,6 +190,9 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                           scored_before + completions, args.timeout, "completions scored") is None:
             print("demo: the worker did not score every candidate set in time; see its log", file=sys.stderr)
             return 1
+
+    if args.watch is not None:
+        wait_candidates_settled(metrics_url, settings.topic_candidates, args.model_id, args.timeout)
 
     held = None
     if held_out:
@@ -240,7 +264,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream (default: 0)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the worker (default: 300)")
     parser.add_argument("--watch", type=int, metavar="N",
-                        help="produce nothing; wait until the worker processed N events of --model-id "
-                             "(after `dynamic-rlhf produce`) and print the results")
+                        help="produce nothing; wait until the worker has processed N events of --model-id "
+                             "since it started (after `dynamic-rlhf produce`) and print the results")
     parser.add_argument("--show-records", type=int, default=3, help="sample records to print (default: 3)")
     parser.set_defaults(handler=run_demo)

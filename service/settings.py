@@ -35,7 +35,7 @@ LIMIT_PREFIX = "DRLHF_LIMIT_"
 
 
 class SettingsError(ValueError):
-    """An environment variable holds a value the service cannot use."""
+    """An environment variable contains a value the service cannot use."""
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ def declare_model_table(app: faust.App, settings: Settings) -> TableT:
 
     Values are raw bytes (see `service.checkpoint`). A model can be larger than Kafka's
     default 1 MiB message limit, so the changelog's ``max.message.bytes`` is raised to
-    ``DRLHF_MAX_MODEL_BYTES``; small segments let the broker compact old checkpoints away
-    and keep recovery short.
+    ``DRLHF_MAX_MODEL_BYTES``. Small segments let the broker compact old checkpoints away,
+    which keeps recovery short.
     """
     return app.Table(
         TABLE_NAME,

@@ -1,8 +1,8 @@
 """Kafka topics of the service, declared with the configured partition count.
 
 Both input topics are keyed by model id and have the same partition count as the model
-table, so Faust assigns partition N of each input and of the changelog to the same worker:
-the worker that owns a model's state also receives its events and candidate sets. Values
+table, so Faust assigns partition N of each input and of the changelog to the same worker.
+The worker that owns a model's state therefore also receives its events and candidate sets. Values
 are read as raw bytes and decoded by `service.codecs`, so a malformed message becomes a
 dead letter instead of a crash inside Faust's deserialiser.
 """

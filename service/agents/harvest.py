@@ -2,9 +2,9 @@
 
 The agent reads the model that the learn agent keeps in memory on the same worker (both
 inputs are co-partitioned with the model table). It never changes a model. A batch is
-acknowledged once every record and dead letter it produced is acknowledged by the broker,
-so records are published at least once; record ids are deterministic, so a consumer can
-drop repeats by id.
+acknowledged once the broker acknowledged every record and dead letter it produced, so
+records are published at least once. Record ids are deterministic, so a consumer can drop
+repeats by id.
 """
 
 from __future__ import annotations

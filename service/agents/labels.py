@@ -16,7 +16,7 @@ SOURCE = "human_feedback"
 def label_pair_records(model: DynamicRLHFModel, examples: list[Any], *, event_timestamp_s: float) -> list[dict[str, Any]]:
     """Return one preference record per strict human preference (label ``chosen``) in `examples`.
 
-    Rewards are the model's scores right after it learned the event; the record id hashes
+    Rewards are the model's scores right after it learned the event. The record id hashes
     the texts, the model id and the model version, so a replayed event gives the same id.
     """
     created_at = datetime.fromtimestamp(event_timestamp_s, tz=timezone.utc).isoformat().replace("+00:00", "Z")

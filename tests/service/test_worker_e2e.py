@@ -33,7 +33,7 @@ HELD_OUT_EVENTS = 600
 CANDIDATE_SETS = 40
 COMPLETIONS_PER_SET = 4
 # Measured on the seeded stream below: the model agrees with the hidden true reward on
-# 0.867 of the held-out pairs (an offline replay gives the same model); the bound leaves room.
+# 0.867 of the held-out pairs, and an offline replay gives the same model. The bound leaves room.
 MIN_HELD_OUT_ACCURACY = 0.80
 
 INVALID_DIR = REPO_ROOT / "schemas" / "examples" / "preference_event"
