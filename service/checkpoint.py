@@ -215,6 +215,7 @@ class ModelStore:
                     if model_id in self.states:
                         self.states[model_id].dirty = True
                 self._pending_events[:0] = events
+                self._events_since_checkpoint += len(events)
                 raise
 
             for event in events:
