@@ -1,6 +1,6 @@
 """Preference streams for the benchmarks: HH-RLHF pairs and a seeded synthetic stream.
 
-Both streams yield :class:`PairRecord` values holding plain text, so every learner in a
+Both streams produce :class:`PairRecord` values holding plain text, so every learner in a
 benchmark featurises the same strings itself.
 """
 
@@ -83,7 +83,7 @@ class SyntheticStream:
     """Synthetic pairs, the generator that made them and its Bayes-optimal accuracy.
 
     The Bayes-optimal accuracy is E[max(q, 1 - q)] over the pairs, where q is the
-    probability that the label says *chosen*. No learner can beat it in expectation.
+    probability that the annotator labels *chosen* as better. No learner can beat it in expectation.
     """
 
     pairs: list[PairRecord]
