@@ -83,7 +83,8 @@ class SyntheticStream:
     """Synthetic pairs, the generator that made them and its Bayes-optimal accuracy.
 
     The Bayes-optimal accuracy is E[max(q, 1 - q)] over the pairs, where q is the
-    probability that the annotator labels *chosen* as better. No learner can beat it in expectation.
+    probability that the annotator labels *chosen* as better. No learner can beat it in
+    expectation.
     """
 
     pairs: list[PairRecord]
