@@ -26,15 +26,22 @@ class RateLimitedLog:
         self._suppressed = 0
 
     def warning(self, msg: str, *args: Any) -> None:
+        self._log(logging.WARNING, msg, args, exc_info=False)
+
+    def exception(self, msg: str, *args: Any) -> None:
+        """Log at ERROR with the current traceback, within the same rate limit."""
+        self._log(logging.ERROR, msg, args, exc_info=True)
+
+    def _log(self, level: int, msg: str, args: tuple[Any, ...], *, exc_info: bool) -> None:
         now = time.monotonic()
         if now - self._last < self.interval_s:
             self._suppressed += 1
             return
         if self._suppressed:
-            self.logger.warning("%d similar warnings suppressed in the last %.0f s", self._suppressed, self.interval_s)
+            self.logger.warning("%d similar messages suppressed in the last %.0f s", self._suppressed, self.interval_s)
             self._suppressed = 0
         self._last = now
-        self.logger.warning(msg, *args)
+        self.logger.log(level, msg, *args, exc_info=exc_info)
 
 
 def model_key(event: EventT) -> str:

@@ -32,6 +32,7 @@ def register_harvest_agent(runtime: Runtime) -> None:
     """Attach the harvest agent to the app's candidates topic."""
     settings = runtime.settings
     warn = RateLimitedLog(logger)
+    errors = RateLimitedLog(logger)
 
     @runtime.app.agent(runtime.topics.candidates, name=f"{settings.app_id}.harvest", concurrency=1)
     async def harvest(stream: StreamT) -> None:
@@ -45,7 +46,7 @@ def register_harvest_agent(runtime: Runtime) -> None:
                     try:
                         _harvest_event(runtime, event, sends, warn)
                     except Exception:
-                        logger.exception("harvest: unexpected error on %s[%d]@%d", event.message.topic,
+                        errors.exception("harvest: unexpected error on %s[%d]@%d", event.message.topic,
                                          event.message.partition, event.message.offset)
                         sends.append(dead_letter(runtime, event, "internal_error", "unexpected error while harvesting",
                                                  None))

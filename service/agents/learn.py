@@ -33,6 +33,7 @@ def register_learn_agent(runtime: Runtime) -> None:
     """Attach the learn agent to the app's preferences topic."""
     settings = runtime.settings
     warn = RateLimitedLog(logger)
+    errors = RateLimitedLog(logger)
 
     @runtime.app.agent(runtime.topics.preferences, name=f"{settings.app_id}.learn", concurrency=1)
     async def learn(stream: StreamT) -> None:
@@ -40,13 +41,14 @@ def register_learn_agent(runtime: Runtime) -> None:
         runtime.metrics.agent_alive.labels(AGENT).set(1)
         try:
             async for events in stream.noack_take(settings.batch_max_events, settings.batch_wait_ms / 1000):
-                await _learn_batch(runtime, events, warn)
+                await _learn_batch(runtime, events, warn, errors)
         finally:
             runtime.health.agent_down(AGENT)
             runtime.metrics.agent_alive.labels(AGENT).set(0)
 
 
-async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimitedLog) -> None:
+async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimitedLog,
+                       errors: RateLimitedLog) -> None:
     sends: list[Awaitable[Any]] = []
     touched: set[str] = set()
     for event in events:
@@ -56,9 +58,10 @@ async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimited
             if model_id is not None:
                 touched.add(model_id)
         except Exception:
-            # A bug in this service or the core must not stop the stream; the event is dead-lettered.
-            logger.exception("learn: unexpected error on %s[%d]@%d", event.message.topic,
+            # A bug in this service or the core must not stop the stream, so the event is dead-lettered.
+            errors.exception("learn: unexpected error on %s[%d]@%d", event.message.topic,
                              event.message.partition, event.message.offset)
+            runtime.metrics.events.labels(runtime.metrics.model_label(model_key(event)), "invalid").inc()
             sends.append(dead_letter(runtime, event, "internal_error", "unexpected error while learning", None))
         runtime.metrics.event_processing.labels(AGENT).observe(time.perf_counter() - started)
 
