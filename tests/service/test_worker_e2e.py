@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +82,19 @@ def test_worker_model_equals_offline_replay(trained: Any) -> None:
     replayed = offline_replay(settings)[MODEL_ID]
 
     assert checkpoint.model_bytes == replayed.to_bytes()
+
+
+def test_model_show_prints_checkpoint(trained: Any) -> None:
+    settings, _, _, checkpoint = trained
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "DRLHF_APP_ID": settings.app_id}
+
+    shown = subprocess.run([sys.executable, "-m", "service", "model", "show", "--model-id", MODEL_ID, "--top", "3"],
+                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=True)
+
+    stats = checkpoint.load_model().stats()
+    assert f"version: {stats.version}\n" in shown.stdout
+    assert f"pairs_trained: {stats.pairs_trained}\n" in shown.stdout
+    assert "top 3 features by |weight|:" in shown.stdout
 
 
 def test_learn_metrics_match_model(trained: Any) -> None:

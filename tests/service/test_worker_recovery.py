@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from service.demo_stream import synthetic_preference_events
 from tests.service.worker_harness import (
     Worker,
+    consume_all,
     create_topics,
     offline_replay,
     produce_json,
@@ -39,7 +41,7 @@ def _wait_processed(worker: Worker, model_id: str, at_least: int, timeout_s: flo
 
 
 def test_restart_recovers_model(kafka_bootstrap: str, tmp_path: Path) -> None:
-    env = unique_env(kafka_bootstrap)
+    env = unique_env(kafka_bootstrap, DRLHF_PUBLISH_LABEL_PAIRS="true")
     settings = settings_for(env)
     events = list(synthetic_preference_events(1600, seed=21, model_id=MODEL_ID))
     first = Worker(env, tmp_path / "first.log").start()
@@ -58,6 +60,12 @@ def test_restart_recovers_model(kafka_bootstrap: str, tmp_path: Path) -> None:
         second.stop()
 
     replayed = offline_replay(settings)[MODEL_ID]
+    strict_pairs = sum(event["kind"] == "pair" for event in events)
+    records = [json.loads(m.value) for m in consume_all(settings.bootstrap_servers, settings.topic_records)]
+    assert len(records) == strict_pairs
+    assert len({record["record_id"] for record in records}) == strict_pairs
+    assert {record["kind"] for record in records} == {"preference"}
+    assert {record["policy"]["name"] for record in records} == {"human_label"}
     assert first.process is not None and first.process.returncode == 0
     assert before.load_model().stats().version < after.load_model().stats().version
     assert after.model_bytes == replayed.to_bytes()
