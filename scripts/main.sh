@@ -46,6 +46,9 @@ if [[ -f "$data" ]]; then
     produce_output=$("$cli" produce "$data" --model-id "$model_id" --no-progress)
     echo "$produce_output"
     produced=$(echo "$produce_output" | sed -n 's/^produced \([0-9]*\) messages.*/\1/p' | head -n 1)
+    echo "waiting for the worker to learn the $produced events ..."
+    "$cli" demo --watch "${produced:-2312}" --model-id "$model_id" --timeout 600 --show-records 0 >/dev/null
+    # Candidate sets go in after learning, so the harvest uses the trained model.
     "$cli" produce "$data" --candidates --limit 200 --model-id "$model_id" --no-progress
     "$cli" demo --watch "${produced:-2312}" --model-id "$model_id" --timeout 600
 else

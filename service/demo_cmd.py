@@ -204,7 +204,10 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     samples = scrape(metrics_url)
     model = {"model_id": args.model_id}
     print("results:")
-    print(f"  events processed:      {expected} in {elapsed:.1f} s ({expected / elapsed:.0f} events/s)")
+    if args.watch is None:
+        print(f"  events processed:      {expected} in {elapsed:.1f} s ({expected / elapsed:.0f} events/s)")
+    else:
+        print(f"  events processed:      {expected}")
     print(f"  pairs trained:         {int(sample_sum(samples, 'dynamic_rlhf_pairs_trained_total', **model))}")
     print(f"  progressive accuracy:  {sample_sum(samples, 'dynamic_rlhf_progressive_accuracy', **model):.3f}")
     if held is not None:
