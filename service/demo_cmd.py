@@ -112,14 +112,14 @@ def held_out_accuracy(model: DynamicRLHFModel, events: list[dict[str, Any]], set
 
 
 def wait_for_count(metrics_url: str, name: str, model_id: str, expected: float, timeout_s: float,
-                   what: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+                   label: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
     """Poll /metrics until the sum of `name` for `model_id` reaches `expected`; print progress."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         samples = scrape(metrics_url)
         done = sample_sum(samples, name, model_id=model_id)
         accuracy = sample_sum(samples, "dynamic_rlhf_progressive_accuracy", model_id=model_id)
-        print(f"  {what}: {int(done)}/{int(expected)}, progressive accuracy {accuracy:.3f}", flush=True)
+        print(f"  {label}: {int(done)}/{int(expected)}, progressive accuracy {accuracy:.3f}", flush=True)
         if done >= expected:
             return samples
         time.sleep(2.0)
@@ -194,12 +194,12 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     if args.watch is not None:
         wait_candidates_settled(metrics_url, settings.topic_candidates, args.model_id, args.timeout)
 
-    held = None
+    held_out_score = None
     if held_out:
         # The last checkpoint follows within DRLHF_CHECKPOINT_INTERVAL_MS of the last event.
         time.sleep(settings.checkpoint_interval_ms / 1000 * 2 + 1)
         stored = asyncio.run(read_latest_checkpoints(settings)).get(args.model_id)
-        held = held_out_accuracy(decode_checkpoint(stored).load_model(), held_out, settings) if stored else None
+        held_out_score = held_out_accuracy(decode_checkpoint(stored).load_model(), held_out, settings) if stored else None
 
     samples = scrape(metrics_url)
     model = {"model_id": args.model_id}
@@ -210,8 +210,8 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  events processed:      {expected}")
     print(f"  pairs trained:         {int(sample_sum(samples, 'dynamic_rlhf_pairs_trained_total', **model))}")
     print(f"  progressive accuracy:  {sample_sum(samples, 'dynamic_rlhf_progressive_accuracy', **model):.3f}")
-    if held is not None:
-        print(f"  held-out accuracy:     {held:.3f} against the true preference on {len(held_out)} unseen events")
+    if held_out_score is not None:
+        print(f"  held-out accuracy:     {held_out_score:.3f} against the true preference on {len(held_out)} unseen events")
     print(f"  completions scored:    {int(sample_sum(samples, 'dynamic_rlhf_candidates_scored_total', **model))}")
     print(f"  records published:     {int(sample_sum(samples, 'dynamic_rlhf_records_published_total', **model))}")
     print(f"  dead letters (worker): {int(sample_sum(samples, 'dynamic_rlhf_dead_letters_total'))}")
@@ -226,9 +226,9 @@ def print_sample_records(settings: Settings, model_id: str, count: int) -> None:
     records = asyncio.run(read_records(settings, model_id, count))
     print(f"sample records ({len(records)}):")
     for record in records:
-        shown = {key: (value[:80] + "..." if isinstance(value, str) and len(value) > 80 else value)
+        short_record = {key: (value[:80] + "..." if isinstance(value, str) and len(value) > 80 else value)
                  for key, value in record.items() if key not in ("messages", "policy")}
-        print("  " + json.dumps(shown, ensure_ascii=False))
+        print("  " + json.dumps(short_record, ensure_ascii=False))
 
 
 async def read_records(settings: Settings, model_id: str, count: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
