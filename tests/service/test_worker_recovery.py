@@ -45,10 +45,12 @@ def test_restart_recovers_model(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = settings_for(env)
     events = list(synthetic_preference_events(1600, seed=21, model_id=MODEL_ID))
     first = Worker(env, tmp_path / "first.log").start()
-    first.wait_ready()
-    positions = produce_json(settings.bootstrap_servers, settings.topic_preferences, MODEL_ID, events[:800])
-    before = wait_checkpointed(settings, {MODEL_ID: positions[-1]}, worker=first)[MODEL_ID]
-    first.stop()
+    try:
+        first.wait_ready()
+        positions = produce_json(settings.bootstrap_servers, settings.topic_preferences, MODEL_ID, events[:800])
+        before = wait_checkpointed(settings, {MODEL_ID: positions[-1]}, worker=first)[MODEL_ID]
+    finally:
+        first.stop()
 
     second = Worker(env, tmp_path / "second.log").start()
     try:
@@ -84,19 +86,23 @@ def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path) 
 
     kill_points = (900, 1500)
     workers = []
-    for round_number, kill_after in enumerate(kill_points):
-        worker = Worker(env, tmp_path / f"worker{round_number}.log").start()
-        workers.append(worker)
-        worker.wait_ready()
-        _wait_processed(worker, MODEL_ID, kill_after)
-        worker.kill(signal.SIGKILL)
-
-    last = Worker(env, tmp_path / "last.log").start()
     try:
-        last.wait_ready()
-        final = wait_checkpointed(settings, {MODEL_ID: positions[-1]}, worker=last)[MODEL_ID]
+        for round_number, kill_after in enumerate(kill_points):
+            worker = Worker(env, tmp_path / f"worker{round_number}.log").start()
+            workers.append(worker)
+            worker.wait_ready()
+            _wait_processed(worker, MODEL_ID, kill_after)
+            worker.kill(signal.SIGKILL)
+
+        last = Worker(env, tmp_path / "last.log").start()
+        try:
+            last.wait_ready()
+            final = wait_checkpointed(settings, {MODEL_ID: positions[-1]}, worker=last)[MODEL_ID]
+        finally:
+            last.stop()
     finally:
-        last.stop()
+        for worker in workers:
+            worker.kill(signal.SIGKILL)  # no-op for workers already killed
 
     replayed = offline_replay(settings)[MODEL_ID]
     assert all(worker.process is not None and worker.process.returncode == -signal.SIGKILL for worker in workers)
