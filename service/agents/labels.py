@@ -16,8 +16,11 @@ SOURCE = "human_feedback"
 def label_pair_records(model: DynamicRLHFModel, examples: list[Any], *, event_timestamp_s: float) -> list[dict[str, Any]]:
     """Return one preference record per strict human preference (label ``chosen``) in `examples`.
 
-    Rewards are the model's scores right after it learned the event. The record id hashes
-    the texts, the model id and the model version, so a replayed event gives the same id.
+    Rewards are the model's scores right after it learned the event. As in harvested
+    preference records, ``reward``, ``reward_std`` and ``rank`` describe the chosen completion
+    (rank 1: the human preferred it), and ``reward_z`` is null because no candidate set was
+    normalised. The record id hashes the texts, the model id and the model version, so a
+    replayed event gives the same id.
     """
     created_at = datetime.fromtimestamp(event_timestamp_s, tz=timezone.utc).isoformat().replace("+00:00", "Z")
     records = []
@@ -33,10 +36,10 @@ def label_pair_records(model: DynamicRLHFModel, examples: list[Any], *, event_ti
             "kind": "preference",
             "model_id": example.model_id,
             "model_version": model.version,
-            "reward": chosen.reward - rejected.reward,
+            "reward": chosen.reward,
             "reward_z": None,
             "reward_std": chosen.std,
-            "rank": 0,
+            "rank": 1,
             "policy": POLICY,
             "source": SOURCE,
             "tags": list(example.tags),

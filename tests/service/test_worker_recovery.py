@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.demo_stream import synthetic_preference_events
+from service.events import schema_validator
 from tests.service.worker_harness import (
     Worker,
     consume_all,
@@ -25,6 +26,7 @@ from tests.service.worker_harness import (
 pytestmark = pytest.mark.kafka
 
 MODEL_ID = "crash"
+RECORD_VALIDATOR = schema_validator("fine_tune_record")
 
 
 def _wait_processed(worker: Worker, model_id: str, at_least: int, timeout_s: float = 90.0) -> float:
@@ -68,6 +70,10 @@ def test_restart_recovers_model(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert len({record["record_id"] for record in records}) == strict_pairs
     assert {record["kind"] for record in records} == {"preference"}
     assert {record["policy"]["name"] for record in records} == {"human_label"}
+    assert {record["rank"] for record in records} == {1}
+    assert all(record["reward"] == record["chosen_reward"] for record in records)
+    for record in records:
+        assert not list(RECORD_VALIDATOR.iter_errors(record)), record["record_id"]
     assert first.process is not None and first.process.returncode == 0
     assert before.load_model().stats().version < after.load_model().stats().version
     assert after.model_bytes == replayed.to_bytes()
