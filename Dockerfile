@@ -17,6 +17,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY dynamic_rlhf ./dynamic_rlhf
 COPY service ./service
+# service/schemas links here; the wheel build copies the schemas into the package.
+COPY schemas/*.schema.json ./schemas/
 
 # `pip wheel .` resolves only [project.dependencies]; the test and bench extras
 # are never requested, so they never reach /wheels.
@@ -35,11 +37,6 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # The wheels are bind-mounted from the builder, so they are not kept in a layer.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels /wheels/dynamic_rlhf-*.whl
-
-# NOTE: service/events.py loads the JSON Schemas from "schemas" next to the
-# service package (the repository layout), which the wheel does not contain;
-# this copy puts them there until they ship as package data.
-COPY schemas/*.schema.json /usr/local/lib/python3.11/site-packages/schemas/
 
 # Faust keeps its data directory ("<app id>-data") under the working
 # directory, so the working directory is the only path the worker writes to.

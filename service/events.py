@@ -27,7 +27,8 @@ from dynamic_rlhf import PreferenceExample, RankingExample, RatingExample
 from service.errors import InvalidInput, preview
 from service.limits import Limits
 
-SCHEMA_DIR: Final[Path] = Path(__file__).resolve().parents[1] / "schemas"
+# In a checkout service/schemas links to the top-level schemas/ folder; a wheel carries a copy.
+SCHEMA_DIR: Final[Path] = Path(__file__).resolve().parent / "schemas"
 DEFAULT_MODEL_ID: Final = "default"
 DEFAULT_SOURCE: Final = "unspecified"
 
