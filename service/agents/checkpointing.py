@@ -37,10 +37,13 @@ def register_checkpointing(runtime: Runtime) -> None:
     settings = runtime.settings
     topics = {settings.topic_preferences, settings.topic_candidates}
 
-    def observe_size(model_id: str, size: int) -> None:
+    def observe_checkpoint(model_id: str, size: int) -> None:
         runtime.metrics.checkpoint_bytes.labels(runtime.metrics.model_label(model_id)).set(size)
+        state = runtime.store.states.get(model_id)
+        if state is not None:
+            runtime.metrics.record_model_stats(model_id, state.model.stats())
 
-    runtime.store.on_checkpoint = observe_size
+    runtime.store.on_checkpoint = observe_checkpoint
 
     @app.timer(settings.checkpoint_interval_ms / 1000 / 2, name=f"{settings.app_id}.checkpoint")
     async def checkpoint_timer() -> None:

@@ -49,14 +49,13 @@ def register_learn_agent(runtime: Runtime) -> None:
 
 async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimitedLog,
                        errors: RateLimitedLog) -> None:
+    # Model gauges (loss, accuracy, norm) are refreshed by each checkpoint round, not here:
+    # model.stats() computes the weight norm over every bucket, which costs milliseconds.
     sends: list[Awaitable[Any]] = []
-    touched: set[str] = set()
     for event in events:
         started = time.perf_counter()
         try:
-            model_id = _learn_event(runtime, event, sends, warn)
-            if model_id is not None:
-                touched.add(model_id)
+            _learn_event(runtime, event, sends, warn)
         except Exception:
             # A bug in this service or the core must not stop the stream, so the event is dead-lettered.
             errors.exception("learn: unexpected error on %s[%d]@%d", event.message.topic,
@@ -64,11 +63,6 @@ async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimited
             runtime.metrics.events.labels(runtime.metrics.model_label(model_key(event)), "invalid").inc()
             sends.append(dead_letter(runtime, event, "internal_error", "unexpected error while learning", None))
         runtime.metrics.event_processing.labels(AGENT).observe(time.perf_counter() - started)
-
-    for model_id in touched:
-        state = runtime.store.states.get(model_id)
-        if state is not None:
-            runtime.metrics.record_model_stats(model_id, state.model.stats())
 
     runtime.store.defer_ack(events, sends)
     if runtime.store.checkpoint_due():
