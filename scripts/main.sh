@@ -39,19 +39,21 @@ nohup "$cli" worker >"$run_dir/worker.log" 2>&1 &
 echo $! >"$run_dir/worker.pid"
 echo "worker pid $(cat "$run_dir/worker.pid"), log $run_dir/worker.log"
 
-model_id="hh-rlhf-$(date -u +%Y%m%d-%H%M%S)"
+run_stamp=$(date -u +%Y%m%d-%H%M%S)
 if [[ -f "$data" ]]; then
+    model_id="hh-rlhf-$run_stamp"
     echo "== streaming $data as model $model_id"
     "$cli" demo --watch 0 --timeout 180 --show-records 0 >/dev/null  # waits until the worker is ready
     produce_output=$("$cli" produce "$data" --model-id "$model_id" --no-progress)
     echo "$produce_output"
     produced=$(echo "$produce_output" | sed -n 's/^produced \([0-9]*\) messages.*/\1/p' | head -n 1)
     echo "waiting for the worker to learn the $produced events ..."
-    "$cli" demo --watch "${produced:-2312}" --model-id "$model_id" --timeout 600 --show-records 0 >/dev/null
+    "$cli" demo --watch "${produced:-2312}" --model-id "$model_id" --timeout 600 --show-records 0
     # Candidate sets go in after learning, so the harvest uses the trained model.
     "$cli" produce "$data" --candidates --limit 200 --model-id "$model_id" --no-progress
     "$cli" demo --watch "${produced:-2312}" --model-id "$model_id" --timeout 600
 else
+    model_id="synthetic-$run_stamp"
     echo "== $data not found: streaming a synthetic feedback stream as model $model_id"
     "$cli" demo --model-id "$model_id" --events 5000 --candidates 200 --timeout 600
 fi
@@ -61,4 +63,4 @@ echo "The worker keeps running:"
 echo "  metrics:  http://$DRLHF_WEB_HOST:$DRLHF_WEB_PORT/metrics"
 echo "  health:   http://$DRLHF_WEB_HOST:$DRLHF_WEB_PORT/health/ready"
 echo "  model:    KAFKA_BOOTSTRAP_SERVERS=$bootstrap $cli model show --model-id $model_id"
-echo "  stop:     kill \$(cat $run_dir/worker.pid) && deploy/local-kafka/kafka-local stop"
+echo "  stop:     kill \$(cat $run_dir/worker.pid); $repo/deploy/local-kafka/kafka-local stop"

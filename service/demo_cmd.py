@@ -56,6 +56,14 @@ def sample_sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], na
     return total
 
 
+def _progressive_accuracy_text(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], model_id: str) -> str:
+    # The gauge appears with the model's first checkpoint; before that there is no figure to print.
+    name = "dynamic_rlhf_progressive_accuracy"
+    if not any(key[0] == name and ("model_id", model_id) in key[1] for key in samples):
+        return "n/a (no checkpoint yet)"
+    return f"{sample_sum(samples, name, model_id=model_id):.3f}"
+
+
 def wait_ready(base_url: str, timeout_s: float) -> None:
     """Wait until ``/health/ready`` returns status 200; raise TimeoutError otherwise."""
     deadline = time.monotonic() + timeout_s
@@ -118,8 +126,8 @@ def wait_for_count(metrics_url: str, name: str, model_id: str, expected: float, 
     while time.monotonic() < deadline:
         samples = scrape(metrics_url)
         done = sample_sum(samples, name, model_id=model_id)
-        accuracy = sample_sum(samples, "dynamic_rlhf_progressive_accuracy", model_id=model_id)
-        print(f"  {label}: {int(done)}/{int(expected)}, progressive accuracy {accuracy:.3f}", flush=True)
+        accuracy = _progressive_accuracy_text(samples, model_id)
+        print(f"  {label}: {int(done)}/{int(expected)}, progressive accuracy {accuracy}", flush=True)
         if done >= expected:
             return samples
         time.sleep(2.0)

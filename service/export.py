@@ -50,6 +50,7 @@ class ExportSummary:
     records_read: int = 0
     duplicates: int = 0
     invalid: int = 0
+    other_models: int = 0
     per_kind: Counter[str] = field(default_factory=Counter)
     written: Counter[str] = field(default_factory=Counter)
     files: dict[str, str] = field(default_factory=dict)
@@ -63,6 +64,8 @@ class ExportSummary:
             f"read {self.records_read} records from {self.topic} in {self.elapsed_s:.1f} s: "
             f"{self.duplicates} duplicates, {self.invalid} undecodable ({kinds})"
         ]
+        if self.other_models:
+            text.append(f"left out {self.other_models} records of other model ids")
         text += [f"wrote {self.written[fmt]} rows to {path}" for fmt, path in self.files.items()]
         if not self.caught_up:
             text.append("stopped before reaching the end offsets (idle timeout); run again to continue")
@@ -76,6 +79,7 @@ async def export_records(
     formats: Sequence[str] = DEFAULT_FORMATS,
     *,
     group_id: str | None = None,
+    model_ids: Sequence[str] = (),
     progress: bool = False,
     idle_timeout_s: float = 10.0,
     client_options: dict[str, Any] | None = None,
@@ -86,6 +90,8 @@ async def export_records(
     replaced. With `group_id` reading starts at the group's committed offsets, the
     files are appended to, and the offsets are committed at the end.
     Reading stops early when no message arrives for `idle_timeout_s` seconds.
+    A non-empty `model_ids` keeps only the records of those models; the records topic
+    holds every model's records, from every run.
     """
     unknown = set(formats) - set(FILE_NAMES)
     if unknown:
@@ -105,7 +111,8 @@ async def export_records(
     )
     await consumer.start()
     try:
-        await _consume(consumer, partitions, handles, summary, group_id is not None, progress, idle_timeout_s)
+        await _consume(consumer, partitions, handles, summary, group_id is not None, progress, idle_timeout_s,
+                       frozenset(model_ids))
         if group_id:
             await consumer.commit()
     finally:
@@ -149,7 +156,7 @@ async def topic_partitions(
 
 async def _consume(
     consumer: AIOKafkaConsumer, assigned: list[TopicPartition], handles: dict[str, IO[str]], summary: ExportSummary,
-    use_group: bool, progress: bool, idle_timeout_s: float,
+    use_group: bool, progress: bool, idle_timeout_s: float, model_ids: frozenset[str],
 ) -> None:
     # Assign every partition explicitly so the end offsets are known before reading.
     topic = assigned[0].topic
@@ -169,7 +176,7 @@ async def _consume(
         for tp, messages in batches.items():
             for message in messages:
                 if message.offset < end_offsets[tp]:
-                    _write_record(message.value, message.headers, handles, summary, seen)
+                    _write_record(message.value, message.headers, handles, summary, seen, model_ids)
             bar.update(len(messages))
         if batches:
             last_message = time.monotonic()
@@ -184,7 +191,7 @@ async def _consume(
 
 def _write_record(
     value: bytes | None, headers: Sequence[tuple[str, bytes]], handles: dict[str, IO[str]],
-    summary: ExportSummary, seen: set[str],
+    summary: ExportSummary, seen: set[str], model_ids: frozenset[str],
 ) -> None:
     summary.records_read += 1
     try:
@@ -192,6 +199,10 @@ def _write_record(
     except InvalidInput as exc:
         summary.invalid += 1
         logger.warning("skipped an undecodable record: %s", exc)
+        return
+
+    if model_ids and record.get("model_id") not in model_ids:
+        summary.other_models += 1
         return
 
     record_id = record.get("record_id")
@@ -253,6 +264,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")
     parser.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
                         help="comma-separated output formats among sft, dpo, chat, raw (default: sft,dpo,chat)")
+    parser.add_argument("--model-id", action="append", default=[], dest="model_ids", metavar="ID",
+                        help="export only the records of this model id (repeat for several); default: all")
     parser.add_argument("--group", help="consumer group: continue from its committed offsets and append")
     parser.add_argument("--idle-timeout", type=float, default=10.0,
                         help="stop when no message arrives for this many seconds (default: 10)")
@@ -268,7 +281,7 @@ def run_export(args: argparse.Namespace, settings: Any = None) -> int:
 
     try:
         summary = asyncio.run(export_records(
-            args.bootstrap, args.topic, args.out_dir, formats, group_id=args.group,
+            args.bootstrap, args.topic, args.out_dir, formats, group_id=args.group, model_ids=args.model_ids,
             progress=not args.no_progress, idle_timeout_s=args.idle_timeout, client_options=client_options,
         ))
     except ValueError as exc:

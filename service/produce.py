@@ -56,7 +56,8 @@ class ProduceSummary:
         text = [f"produced {self.produced} messages to {self.topic} in {self.elapsed_s:.1f} s ({kinds})"]
         if self.skipped:
             reasons = ", ".join(f"{reason}={count}" for reason, count in self.skipped.most_common())
-            text.append(f"skipped {sum(self.skipped.values())} lines ({reasons})")
+            count = sum(self.skipped.values())
+            text.append(f"skipped {count} {'line' if count == 1 else 'lines'} ({reasons})")
         return text
 
 
@@ -169,7 +170,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="publish candidate sets (prompt plus the compared completions) for harvesting")
     parser.add_argument("--limit", type=int, help="publish at most N messages")
     parser.add_argument("--model-id", help="set this model id on every message")
-    parser.add_argument("--strict", action="store_true", help="stop at the first invalid line")
+    parser.add_argument("--strict", action="store_true", help="stop at the first invalid line (lines before it are already sent)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(handler=run_produce)
 

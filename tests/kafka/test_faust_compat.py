@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -60,6 +61,13 @@ async def _latest_committed_values(bootstrap: str, topic: str) -> dict[str, int]
         await consumer.stop()
 
 
+def _free_port() -> int:
+    # The `faust worker` command starts its web server even with web_enabled=False.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_faust_table_counts_committed(
     guarantee: str, tmp_path: Path, kafka_bootstrap: str,
@@ -76,7 +84,7 @@ def test_faust_table_counts_committed(
         "FAUST_TEST_BROKER": kafka_bootstrap, "FAUST_TEST_APP_ID": app_id,
         "FAUST_TEST_TOPIC": topic, "FAUST_TEST_GUARANTEE": guarantee,
         "FAUST_TEST_EXPECTED": str(EVENT_COUNT), "FAUST_TEST_DATADIR": str(tmp_path / "faust"),
-        "FAUST_TEST_RESULT": str(result_file),
+        "FAUST_TEST_RESULT": str(result_file), "FAUST_TEST_WEB_PORT": str(_free_port()),
     }
     try:
         worker = subprocess.run(

@@ -182,6 +182,23 @@ def test_export_deduplicates_and_writes_formats(kafka_bootstrap, kafka_topic_fac
                          {"role": "assistant", "content": "Boil it for 9 minutes, then cool it in cold water."}]} in chats
 
 
+def test_export_filters_model_ids(kafka_bootstrap, kafka_topic_factory, tmp_path):
+    topic = kafka_topic_factory(2, prefix="test-io")
+    records = _records()
+    other = [dict(record, model_id="other-model", record_id=record["record_id"][::-1]) for record in records]
+    asyncio.run(produce_events(kafka_bootstrap, topic, records + other))
+    kept_model = records[0]["model_id"]
+
+    summary = asyncio.run(export_records(kafka_bootstrap, topic, tmp_path, ["raw"], model_ids=[kept_model]))
+
+    kept = [record for record in records if record["model_id"] == kept_model]
+    assert summary.records_read == 2 * len(records)
+    assert summary.other_models == 2 * len(records) - len(kept)
+    assert sorted(r["record_id"] for r in _read_jsonl(tmp_path / "records.jsonl")) == sorted(
+        r["record_id"] for r in kept)
+    assert "left out" in summary.lines()[1]
+
+
 def test_export_group_continues(kafka_bootstrap, kafka_topic_factory, tmp_path):
     topic = kafka_topic_factory(2, prefix="test-io")
     records = _records()
