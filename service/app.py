@@ -24,6 +24,7 @@ from service.metrics import ServiceMetrics
 from service.runtime import Runtime
 from service.settings import Settings
 from service.tables import declare_model_table
+from service.transport import install_transport
 from service.topics import declare_topics
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def broker_credentials(settings: Settings) -> CredentialsT | None:
 
 def create_app(settings: Settings) -> faust.App:
     """Create the bare Faust app with the service's broker, topic and web configuration."""
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(settings),
@@ -68,6 +69,10 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
     )
+
+    # Declaring a topic creates the app's transport, so this runs before `declare_topics`.
+    install_transport(app)
+    return app
 
 
 def create_runtime(settings: Settings, registry: CollectorRegistry | None = None) -> Runtime:
