@@ -20,7 +20,7 @@ import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
 FETCH_MAX_WAIT_MS: Final = 100
-"""Max time the broker waits for new records before it answers a fetch request, in milliseconds."""
+"""Maximum time the broker waits for new records before it returns a fetch response, in milliseconds."""
 
 
 class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
