@@ -90,8 +90,8 @@ async def export_records(
     replaced. With `group_id` reading starts at the group's committed offsets, the
     files are appended to, and the offsets are committed at the end.
     Reading stops early when no message arrives for `idle_timeout_s` seconds.
-    A non-empty `model_ids` keeps only the records of those models; the records topic
-    holds every model's records, from every run.
+    A non-empty `model_ids` keeps only the records of those models, because the records
+    topic contains the records of every model and every run.
     """
     unknown = set(formats) - set(FILE_NAMES)
     if unknown:
