@@ -29,6 +29,11 @@ async def measure_lag(runtime: Runtime) -> dict[TP, int]:
         else:
             next_offset = await consumer.position(tp) or 0
         lag = max(0, int(highwaters.get(tp) or 0) - next_offset)
+
+        # A rebalance may have revoked the partition during the awaits above. Its gauge and
+        # watchdog entry were removed on revocation and must not come back.
+        if tp not in consumer.assignment():
+            continue
         lags[tp] = lag
         runtime.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
         runtime.health.set_lag(tp.topic, tp.partition, lag)
