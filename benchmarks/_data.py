@@ -97,7 +97,7 @@ def synthetic_pairs(count: int, seed: int) -> SyntheticStream:
 
     ``dynamic_rlhf.synthetic`` is preferred, so the benchmark measures the stream the
     core's own tests use. The local generator below is the fallback when that module is
-    missing. Annotator ids are dropped, so every learner sees text only.
+    missing. Annotator ids are dropped, so every learner uses only the text.
     """
     try:
         from dynamic_rlhf.synthetic import SyntheticPreferences  # noqa: PLC0415

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Longest excerpt of an offending value quoted in an error message.
+#: Maximum length, in characters, of the excerpt of an offending value quoted in an error message.
 MAX_QUOTED_CHARS = 60
 
 

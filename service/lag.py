@@ -16,6 +16,7 @@ async def measure_lag(runtime: Runtime) -> dict[TP, int]:
     settings = runtime.settings
     inputs = {settings.topic_preferences, settings.topic_candidates}
     consumer = runtime.app.consumer
+    generation = runtime.assignment_generation
     assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
     if not assigned:
         return {}
@@ -30,10 +31,10 @@ async def measure_lag(runtime: Runtime) -> dict[TP, int]:
             next_offset = await consumer.position(tp) or 0
         lag = max(0, int(highwaters.get(tp) or 0) - next_offset)
 
-        # A rebalance may have revoked the partition during the awaits above. Its gauge and
-        # watchdog entry were removed on revocation and must not come back.
-        if tp not in consumer.assignment():
-            continue
+        # A rebalance during the awaits above makes this partition list stale: the revocation
+        # removed the gauges and watchdog entries of partitions this worker may no longer own.
+        if runtime.assignment_generation != generation:
+            return lags
         lags[tp] = lag
         runtime.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
         runtime.health.set_lag(tp.topic, tp.partition, lag)

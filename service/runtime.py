@@ -25,3 +25,6 @@ class Runtime:
     store: ModelStore
     metrics: ServiceMetrics
     health: HealthState
+    # Incremented on every partition revocation and assignment, so a lag reading that spans a
+    # rebalance can tell that its partition list is stale.
+    assignment_generation: int = 0

@@ -51,21 +51,30 @@ def register_checkpointing(runtime: Runtime) -> None:
         if runtime.store.checkpoint_due():
             await run_checkpoint(runtime)
 
+    def forget_partitions(partitions: set[tuple[str, int]]) -> None:
+        runtime.health.forget(partitions)
+        for topic, partition in partitions:
+            try:
+                runtime.metrics.consumer_lag.remove(topic, str(partition))
+            except KeyError:
+                pass  # no lag was measured for it
+
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: object, revoked: set[TP], **kwargs: object) -> None:
+        runtime.assignment_generation += 1
         # Faust waited for every taken event to be acked; a last round covers the remainder.
         await run_checkpoint(runtime)
         partitions = {tp.partition for tp in revoked if tp.topic == settings.topic_preferences}
         dropped = runtime.store.drop_partitions(partitions)
-        runtime.health.forget({(tp.topic, tp.partition) for tp in revoked if tp.topic in topics})
-        for tp in revoked:
-            if tp.topic in topics:
-                try:
-                    runtime.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
-                except KeyError:
-                    pass  # no lag was measured for it yet
+        forget_partitions({(tp.topic, tp.partition) for tp in revoked if tp.topic in topics})
         logger.info("Partitions revoked: %s; dropped models %s", sorted(map(str, revoked)), dropped)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app_: object, assigned: set[TP], **kwargs: object) -> None:
+        runtime.assignment_generation += 1
+
+        # A lag reading that ran between the revocation and this assignment could report
+        # partitions of the old assignment, so clear every input partition not assigned now.
+        owned = {(tp.topic, tp.partition) for tp in assigned}
+        forget_partitions({(topic, partition) for topic in topics for partition in range(settings.partitions)} - owned)
         logger.info("Partitions assigned: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))

@@ -1,19 +1,33 @@
-"""Helpers shared by the agents: output sends and rate-limited warnings."""
+"""Helpers shared by the agents: the batch loop, output sends and rate-limited warnings."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-from faust.types import EventT, FutureMessage
+from faust.types import EventT, FutureMessage, StreamT
 
 from service.dead_letters import build_dead_letter, encode_dead_letter
 from service.runtime import Runtime
 
 JSON_HEADERS = [("content-type", b"application/json")]
 UNKNOWN_MODEL_ID = "unknown"
+
+
+async def event_batches(runtime: Runtime, stream: StreamT, agent: str) -> AsyncIterator[list[EventT]]:
+    """Yield the stream's micro-batches without acking them, and mark `agent` alive meanwhile."""
+    settings = runtime.settings
+    runtime.health.agent_up(agent)
+    runtime.metrics.agent_alive.labels(agent).set(1)
+    try:
+        async for events in stream.noack_take(settings.batch_max_events, settings.batch_wait_ms / 1000):
+            yield events
+    finally:
+        runtime.health.agent_down(agent)
+        runtime.metrics.agent_alive.labels(agent).set(0)
 
 
 class RateLimitedLog:

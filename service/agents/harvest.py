@@ -18,7 +18,7 @@ from typing import Any
 from faust.types import EventT, StreamT
 
 from dynamic_rlhf import FeedbackError
-from service.agents.common import RateLimitedLog, dead_letter, publish_record
+from service.agents.common import RateLimitedLog, dead_letter, event_batches, publish_record
 from service.codecs import decode_payload
 from service.errors import InvalidInput
 from service.events import parse_candidate_set
@@ -36,30 +36,23 @@ def register_harvest_agent(runtime: Runtime) -> None:
 
     @runtime.app.agent(runtime.topics.candidates, name=f"{settings.app_id}.harvest", concurrency=1)
     async def harvest(stream: StreamT) -> None:
-        runtime.health.agent_up(AGENT)
-        runtime.metrics.agent_alive.labels(AGENT).set(1)
-        try:
-            async for events in stream.noack_take(settings.batch_max_events, settings.batch_wait_ms / 1000):
-                sends: list[Awaitable[Any]] = []
-                for event in events:
-                    started = time.perf_counter()
-                    try:
-                        _harvest_event(runtime, event, sends, warn)
-                    except Exception:
-                        errors.exception("harvest: unexpected error on %s[%d]@%d", event.message.topic,
-                                         event.message.partition, event.message.offset)
-                        sends.append(dead_letter(runtime, event, "internal_error", "unexpected error while harvesting",
-                                                 None))
-                    runtime.metrics.event_processing.labels(AGENT).observe(time.perf_counter() - started)
+        async for events in event_batches(runtime, stream, AGENT):
+            sends: list[Awaitable[Any]] = []
+            for event in events:
+                started = time.perf_counter()
+                try:
+                    _harvest_event(runtime, event, sends, warn)
+                except Exception:
+                    errors.exception("harvest: unexpected error on %s[%d]@%d", event.message.topic,
+                                     event.message.partition, event.message.offset)
+                    sends.append(dead_letter(runtime, event, "internal_error", "unexpected error while harvesting",
+                                             None))
+                runtime.metrics.event_processing.labels(AGENT).observe(time.perf_counter() - started)
 
-                for send in sends:
-                    await send
-                for event in events:
-                    event.ack()
-        finally:
-            runtime.health.agent_down(AGENT)
-            runtime.metrics.agent_alive.labels(AGENT).set(0)
-
+            for send in sends:
+                await send
+            for event in events:
+                event.ack()
 
 def _harvest_event(runtime: Runtime, event: EventT, sends: list[Awaitable[Any]], warn: RateLimitedLog) -> None:
     message = event.message

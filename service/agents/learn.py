@@ -16,7 +16,7 @@ from typing import Any
 from faust.types import EventT, StreamT
 
 from dynamic_rlhf import FeedbackError
-from service.agents.common import RateLimitedLog, dead_letter, model_key, publish_record
+from service.agents.common import RateLimitedLog, dead_letter, event_batches, model_key, publish_record
 from service.agents.checkpointing import run_checkpoint
 from service.agents.labels import label_pair_records
 from service.checkpoint import CheckpointError
@@ -37,14 +37,8 @@ def register_learn_agent(runtime: Runtime) -> None:
 
     @runtime.app.agent(runtime.topics.preferences, name=f"{settings.app_id}.learn", concurrency=1)
     async def learn(stream: StreamT) -> None:
-        runtime.health.agent_up(AGENT)
-        runtime.metrics.agent_alive.labels(AGENT).set(1)
-        try:
-            async for events in stream.noack_take(settings.batch_max_events, settings.batch_wait_ms / 1000):
-                await _learn_batch(runtime, events, warn, errors)
-        finally:
-            runtime.health.agent_down(AGENT)
-            runtime.metrics.agent_alive.labels(AGENT).set(0)
+        async for events in event_batches(runtime, stream, AGENT):
+            await _learn_batch(runtime, events, warn, errors)
 
 
 async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimitedLog,

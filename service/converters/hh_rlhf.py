@@ -2,7 +2,7 @@
 
 A record is ``{"chosen": transcript, "rejected": transcript}``, where a transcript is
 a sequence of ``"\\n\\nHuman: ..."`` and ``"\\n\\nAssistant: ..."`` turns and the two
-transcripts share every turn except the final assistant answer. The shared turns
+transcripts share every turn except the final assistant turn. The shared turns
 become the prompt (chat messages with roles ``user`` and ``assistant``) and the final
 answers become `chosen` and `rejected`.
 
