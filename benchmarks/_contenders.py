@@ -19,7 +19,7 @@ from vowpalwabbit import Workspace
 from benchmarks._data import PairRecord
 from benchmarks._features import difference_features
 
-CONTENDER_NAMES = ("dynamic_rlhf", "river", "vowpalwabbit")
+CONTENDER_NAMES = ("dynamic_rlhf", "dynamic_rlhf_learn_one", "river", "vowpalwabbit")
 VW_ARGUMENTS = "--loss_function logistic --quiet -b 20 --noconstant"
 
 

@@ -31,19 +31,37 @@ def build_examples(pairs: Sequence[PairRecord], prefix: str = "bench") -> list[A
     ]
 
 
-def run_dynamic_rlhf(examples: Sequence[Any]) -> ProgressiveResult:
-    """Run ``DynamicRLHFModel.learn_one`` over prebuilt examples with the default config.
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the learner's kernels outside any timer."""
+    from dynamic_rlhf import DynamicRLHFModel, PreferenceExample  # noqa: PLC0415
 
-    ``LearnOutcome.correct`` comes from the model's prediction before its update. A pair
-    that the model skips (identical completions) counts as an error.
+    example = PreferenceExample("warm up", "a longer answer", "short", example_id="warm-up")
+    DynamicRLHFModel().learn_many([example, PreferenceExample("warm up", "x", "y", label="tie", example_id="tie")])
+
+
+def run_dynamic_rlhf(examples: Sequence[Any]) -> ProgressiveResult:
+    """Run ``DynamicRLHFModel.learn_many`` over the whole stream with the default config.
+
+    ``learn_many`` predicts each pair before learning it, in stream order, exactly like
+    ``learn_one`` on each pair (same model bytes); it featurises the stream in chunks
+    and runs the updates in a compiled loop. ``LearnOutcome.correct`` comes from the
+    prediction before the update. A pair the model skips (identical completions) counts
+    as an error.
     """
+    from dynamic_rlhf import DynamicRLHFModel  # noqa: PLC0415
+
+    outcomes = DynamicRLHFModel().learn_many(examples)
+    return ProgressiveResult(len(examples), sum(outcome.correct for outcome in outcomes))
+
+
+def run_dynamic_rlhf_one(examples: Sequence[Any]) -> ProgressiveResult:
+    """Run ``DynamicRLHFModel.learn_one`` on one pair at a time (the per-event API)."""
     from dynamic_rlhf import DynamicRLHFModel  # noqa: PLC0415
 
     model = DynamicRLHFModel()
     correct = 0
     for example in examples:
-        outcome = model.learn_one(example)
-        correct += outcome.correct
+        correct += model.learn_one(example).correct
     return ProgressiveResult(len(examples), correct)
 
 
@@ -91,8 +109,8 @@ def text_featuriser() -> tuple[TextFeaturiser, int, str]:
 
     def core_features(prompt: str, completion: str) -> tuple[Sequence[int], Sequence[float]]:
         # One completion per call, so column 0 of the block holds all of its features.
-        features = featuriser.featurise([completion], featuriser.prompt_tokens(prompt))
-        return features.coordinates.tolist(), features.block[:, 0].tolist()
+        coordinates, block = featuriser.featurise_examples([prompt], [[completion]], remember=False).example(0)
+        return coordinates.tolist(), block[:, 0].tolist()
 
     description = (
         f"DynamicRLHFModel().featuriser (dim={config.dim}, ngram_max={config.ngram_max}): "
@@ -112,13 +130,14 @@ def _fallback_featuriser() -> tuple[TextFeaturiser, int, str]:
     return hashed_ngrams, dimension, "CRC32-hashed unigrams+bigrams (benchmarks fallback)"
 
 
-def profile_learn_one(examples: Sequence[Any], top: int = 25) -> str:
-    """Profile ``run_dynamic_rlhf`` with cProfile and return the top functions by own time."""
+def profile_learner(examples: Sequence[Any], top: int = 25) -> str:
+    """Profile ``run_dynamic_rlhf`` (``learn_many``) with cProfile and return the top functions by own time."""
     import cProfile  # noqa: PLC0415
     import io  # noqa: PLC0415
     import pstats  # noqa: PLC0415
 
     profiler = cProfile.Profile()
+    warm_up()
     profiler.runcall(run_dynamic_rlhf, examples)
     buffer = io.StringIO()
     pstats.Stats(profiler, stream=buffer).sort_stats("tottime").print_stats(top)

@@ -57,7 +57,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--hh-rlhf-path", type=Path, default=None,
                         help=f"HH-RLHF JSONL(.gz) file (default: ${_data.HH_RLHF_ENV}, else {_data.HH_RLHF_DEFAULT.resolve()})")
     parser.add_argument("--profile", action="store_true",
-                        help="only profile dynamic_rlhf's learn_one on the synthetic stream (cProfile, "
+                        help="only profile dynamic_rlhf's learn_many on the synthetic stream (cProfile, "
                              "top functions by own time) and print the table")
     parser.add_argument("--format", choices=("markdown", "json"), default="markdown", help="output format")
     parser.add_argument("--out", type=Path, default=None, help="write the result here instead of stdout")
@@ -120,13 +120,16 @@ def measure_stream(name: str, source: str, pairs: list[_data.PairRecord], args: 
     if unavailable is None:
         # Building PreferenceExample values is input parsing, so it stays outside the timer.
         examples = _core.build_examples(pairs)
+        _core.warm_up()
         runners["dynamic_rlhf"] = lambda: _core.run_dynamic_rlhf(examples)
+        runners["dynamic_rlhf_learn_one"] = lambda: _core.run_dynamic_rlhf_one(examples)
     runners["river"] = lambda: run_river(pairs, flips)
     runners["vowpalwabbit"] = lambda: run_vowpalwabbit(pairs, flips)
 
     measured = {timing.name: summarise(timing, len(pairs)) for timing in time_contenders(runners, args.repeats)}
     if unavailable is not None:
-        measured["dynamic_rlhf"] = {"name": "dynamic_rlhf", "error": unavailable}
+        for name in ("dynamic_rlhf", "dynamic_rlhf_learn_one"):
+            measured[name] = {"name": name, "error": unavailable}
     ratios, targets = evaluate_targets(measured)
     return {
         "name": name,
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.profile:
         synthetic = _data.synthetic_pairs(args.pairs, args.seed)
-        print(_core.profile_learn_one(_core.build_examples(synthetic.pairs)))
+        print(_core.profile_learner(_core.build_examples(synthetic.pairs)))
         return 0
 
     report = build_report(args, argv)

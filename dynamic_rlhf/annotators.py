@@ -29,6 +29,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
+
 
 @dataclass
 class AnnotatorRecord:
@@ -77,6 +80,27 @@ class AnnotatorReliability:
         record.judged += 1.0
         if probability_first_wins >= self.confidence:
             record.agreements += 1.0
+
+    def parameters(self) -> NDArray[np.float64]:
+        """Return the settings in the order of ``kernels.ANNOTATOR_PARAMETERS``."""
+        return np.array([self.prior_agree, self.prior_disagree, self.min_weight, self.full_weight_reliability,
+                         self.confidence])
+
+    def counts(self, rows: dict[str, int]) -> NDArray[np.float64]:
+        """Return ``[agreements, judged]`` of each annotator in *rows* (id -> row), zeros when unseen."""
+        counts = np.zeros((len(rows), 2))
+        for annotator_id, row in rows.items():
+            record = self.records.get(annotator_id)
+            if record is not None:
+                counts[row] = (record.agreements, record.judged)
+        return counts
+
+    def store_counts(self, rows: dict[str, int], counts: NDArray[np.float64]) -> None:
+        """Write back counts from :meth:`counts` after a kernel updated them."""
+        for annotator_id, row in rows.items():
+            agreements, judged = counts[row].tolist()
+            if judged or annotator_id in self.records:
+                self.records[annotator_id] = AnnotatorRecord(agreements, judged)
 
     def to_state(self) -> dict[str, list[float]]:
         """Return the counts as ``{annotator_id: [agreements, judged]}``, sorted by id."""

@@ -16,6 +16,7 @@ import bisect
 import hashlib
 import math
 import struct
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,6 +45,20 @@ def poisson_draws(example_id: str, heads: int) -> list[int]:
         return [int(k) for k in poisson_weights(example_id, heads)]
     digest = hashlib.blake2b(example_id.encode("utf-8"), digest_size=64, salt=bytes(8), person=b"drlhf-bag").digest()
     return [bisect.bisect_right(_CDF_LIST, word) for word in struct.unpack_from(f"<{heads}I", digest)]
+
+
+def poisson_draw_matrix(example_ids: Sequence[str], heads: int) -> NDArray[np.float64]:
+    """Return ``(len(example_ids), heads)`` draws, row ``i`` equal to ``poisson_draws(example_ids[i], heads)``.
+
+    >>> poisson_draw_matrix(["event-1"], 4)[0].tolist() == poisson_weights("event-1", 4).tolist()
+    True
+    """
+    if heads > _HEADS_PER_DIGEST:
+        return np.array([poisson_weights(example_id, heads) for example_id in example_ids]).reshape(-1, heads)
+    digests = b"".join(hashlib.blake2b(example_id.encode("utf-8"), digest_size=64, salt=bytes(8),
+                                       person=b"drlhf-bag").digest() for example_id in example_ids)
+    words = np.frombuffer(digests, dtype="<u4").reshape(len(example_ids), _HEADS_PER_DIGEST)[:, :heads]
+    return np.searchsorted(_CDF, words, side="right").astype(np.float64)
 
 
 def poisson_weights(example_id: str, heads: int) -> NDArray[np.float64]:

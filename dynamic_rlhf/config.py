@@ -47,8 +47,8 @@ class ModelConfig:
         Effective window of the ``recent_*`` progressive metrics.
     replay_buffer_size:
         Examples kept by ``add_preferences`` for ``optimise_reward``.
-    token_cache_size:
-        Token hashes kept in memory.
+    name_memory:
+        Recent completions kept to name features in ``top_features``.
     """
 
     dim: int = 2**20
@@ -70,7 +70,7 @@ class ModelConfig:
     stats_window: float = 10_000.0
     metrics_window: float = 1_000.0
     replay_buffer_size: int = 10_000
-    token_cache_size: int = 500_000
+    name_memory: int = 1_000
 
     def __post_init__(self) -> None:
         _check_int("dim", self.dim, 16, 2**28)
@@ -78,7 +78,7 @@ class ModelConfig:
         _check_int("max_tokens", self.max_tokens, 1, 10**7)
         _check_int("n_heads", self.n_heads, 0, 256)
         _check_int("replay_buffer_size", self.replay_buffer_size, 0, 10**8)
-        _check_int("token_cache_size", self.token_cache_size, 1, 10**9)
+        _check_int("name_memory", self.name_memory, 0, 10**7)
         _check_float("learning_rate", self.learning_rate, low=0.0, low_open=True)
         _check_float("l2", self.l2, low=0.0)
         _check_float("tie_nu", self.tie_nu, low=0.0, low_open=True)

@@ -1,114 +1,219 @@
-"""Signed feature hashing of completions, conditioned on the prompt.
+r"""Signed feature hashing of completions, conditioned on the prompt, for a batch at once.
 
-Features of one completion ``c`` given prompt ``p``, each signed-hashed
-into one of ``dim`` buckets with value +1 or -1 per occurrence:
+Features of one completion ``c`` given prompt ``p``, each signed-hashed into one of
+``dim`` buckets with value +1 or -1 per occurrence:
 
-* word unigrams of ``c`` (``"token"``);
-* word bigrams of ``c`` (``"token token"``, when ``ngram_max >= 2``);
-* unigrams of ``c`` that also occur in ``p`` (``"\\x01token"``);
+* word unigrams of ``c``;
+* word bigrams of ``c`` (when ``ngram_max >= 2``);
+* unigrams of ``c`` that also occur in ``p`` (prompt-overlap features);
 
-plus three dense features at fixed hashed buckets: ``log1p`` of the token
-count, the share of completion tokens found in the prompt, and an indicator
-for an empty completion. Tokens are lower-cased runs of word characters or
-single punctuation marks. Everything is O(tokens).
+plus three dense features at fixed buckets: ``log1p`` of the token count, the share of
+completion tokens found in the prompt, and an indicator for an empty completion.
 
-The hash is CRC-32 (zlib) of the UTF-8 feature string, spread over 64 bits
-by a multiplicative mix, never Python's salted ``hash()``: a model saved on
-one host indexes the same buckets on every other host. A bounded dict
-caches the bucket and sign of every feature string seen recently.
+Tokens. A text is lower-cased (``str.lower``) and encoded as UTF-8. A token is a
+maximal run of word bytes (ASCII letters, digits, ``_`` and every byte >= 0x80, so
+non-ASCII letters stay inside words) or a single ASCII punctuation byte. Other bytes
+(whitespace and control characters) separate tokens. At most ``max_tokens`` tokens of
+each text are used.
+
+Hashing. The token hash is the polynomial :math:`h = \sum_j (b_j + 1) P^{n-1-j} \bmod 2^{64}`
+over the token's bytes, with its length folded in, finished by the MurmurHash3 64-bit
+mixer. A batch is hashed in numpy without a Python loop per token: with
+:math:`Q = P^{-1} \bmod 2^{64}` and the prefix sums :math:`S_i = \sum_{j<i} (b_j + 1) Q^j`
+of the concatenated texts, the token in bytes ``[s, e)`` hashes to
+:math:`(S_e - S_s) P^{e-1}`. Unigram, bigram and overlap features mix the token hashes
+with distinct salts; the bucket is ``(code >> 1) % dim`` and bit 0 is the sign. Nothing
+uses Python's salted ``hash()``, so every host computes the same buckets.
+:func:`token_hash` is the same hash in plain Python, used to name features.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 import re
-import zlib
-from collections import Counter
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-TOKEN_PATTERN: Final = re.compile(r"\w+|[^\w\s]")
-PROMPT_PREFIX: Final = "\x01"
-DENSE_FEATURES: Final = ("\x02log_tokens", "\x02prompt_overlap", "\x02empty")
 _MASK64: Final = (1 << 64) - 1
-_GOLDEN64: Final = 0x9E3779B97F4A7C15
+_P: Final = 0x100000001B3  # the 64-bit FNV prime; any odd multiplier works
+_Q: Final = pow(_P, -1, 1 << 64)
+_LENGTH_MULT: Final = 0x9E3779B97F4A7C15
+_MIX1: Final = 0xFF51AFD7ED558CCD
+_MIX2: Final = 0xC4CEB9FE1A85EC53
+_BIGRAM_MULT: Final = 0xD6E8FEB86659FD93
+_SALT_UNIGRAM: Final = 0x5555_0001
+_SALT_BIGRAM: Final = 0x5555_0002
+_SALT_OVERLAP: Final = 0x5555_0003
+_SALT_DENSE: Final = 0x5555_0004
+DENSE_FEATURES: Final = ("log_tokens", "prompt_overlap", "empty")
+
+# Byte classes: 0 separates tokens, 1 belongs to a word, 2 is one punctuation token.
+_WORD, _PUNCT = 1, 2
+_CLASSES = np.zeros(256, dtype=np.uint8)
+_CLASSES[0x80:] = _WORD
+for _byte in b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_":
+    _CLASSES[_byte] = _WORD
+for _byte in range(0x21, 0x7F):
+    if _CLASSES[_byte] == 0:
+        _CLASSES[_byte] = _PUNCT
+TOKEN_BYTES: Final = re.compile(rb"[0-9A-Za-z_\x80-\xff]+|[!-/:-@\[-^`{-~]")
 
 
-def feature_code(name: str, dim: int) -> int:
-    """Return ``2 * bucket + sign_bit`` of the feature string *name*.
-
-    A sign bit of 1 means the feature adds -1 to its bucket.
-
-    >>> feature_code("hello", 2**20) == feature_code("hello", 2**20)
-    True
-    """
-    mixed = (zlib.crc32(name.encode("utf-8")) * _GOLDEN64) & _MASK64
-    mixed ^= mixed >> 29
-    return ((mixed >> 33) % dim) * 2 + ((mixed >> 32) & 1)
+def encode_text(text: str) -> bytes:
+    """Return the lower-cased UTF-8 bytes that tokens are cut from (lone surrogates kept)."""
+    return text.lower().encode("utf-8", "surrogatepass")
 
 
-def _sum_colliding(counts: Counter[int]) -> dict[int, float]:
-    # Two features of one completion share a bucket: add their signed counts.
-    column: dict[int, float] = {}
-    for code, count in counts.items():
-        bucket = code >> 1
-        column[bucket] = column.get(bucket, 0.0) + (-float(count) if code & 1 else float(count))
-    return column
+def _fmix(h: int) -> int:
+    h ^= h >> 33
+    h = (h * _MIX1) & _MASK64
+    h ^= h >> 33
+    h = (h * _MIX2) & _MASK64
+    return h ^ (h >> 33)
 
 
-class FeatureCodeCache(dict[str, int]):
-    """A dict from feature string to :func:`feature_code` that empties itself when full."""
+def token_hash(token: bytes) -> int:
+    """Return the 64-bit hash of one token's bytes (the plain Python form of the batch hash)."""
+    h = 0
+    for byte in token:
+        h = (h * _P + byte + 1) & _MASK64
+    return _fmix(h ^ ((len(token) * _LENGTH_MULT) & _MASK64))
 
-    def __init__(self, dim: int, max_size: int) -> None:
-        super().__init__()
-        self.dim = dim
-        self.max_size = max_size
 
-    def __missing__(self, name: str) -> int:
-        if len(self) >= self.max_size:
-            self.clear()
-        code = feature_code(name, self.dim)
-        self[name] = code
-        return code
+def unigram_code(h: int) -> int:
+    return _fmix((h + _SALT_UNIGRAM) & _MASK64)
+
+
+def bigram_code(first: int, second: int) -> int:
+    return _fmix((first * _BIGRAM_MULT + second + _SALT_BIGRAM) & _MASK64)
+
+
+def overlap_code(h: int) -> int:
+    return _fmix((h + _SALT_OVERLAP) & _MASK64)
+
+
+def bucket_and_sign(code: int, dim: int) -> tuple[int, float]:
+    """Return the bucket of a feature code and the feature's sign (+1.0 or -1.0)."""
+    return (code >> 1) % dim, -1.0 if code & 1 else 1.0
+
+
+def dense_buckets(dim: int) -> list[int]:
+    """Return the fixed buckets of the dense features, in :data:`DENSE_FEATURES` order."""
+    return [bucket_and_sign(_fmix((token_hash(name.encode()) + _SALT_DENSE) & _MASK64), dim)[0]
+            for name in DENSE_FEATURES]
+
+
+# -- vectorised hashing ------------------------------------------------------
+
+class _Powers:
+    """Tables of P**i and Q**i mod 2**64, grown on demand."""
+
+    def __init__(self) -> None:
+        self.p = np.ones(1, dtype=np.uint64)
+        self.q = np.ones(1, dtype=np.uint64)
+
+    def ensure(self, n: int) -> None:
+        if len(self.p) >= n:
+            return
+        size = max(n, 2 * len(self.p), 1 << 16)
+        for name, base in (("p", _P), ("q", _Q)):
+            table = np.full(size, base, dtype=np.uint64)
+            table[0] = 1
+            setattr(self, name, np.cumprod(table, dtype=np.uint64))
+
+
+_POWERS = _Powers()
+
+
+def _fmix_array(h: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    h = h ^ (h >> np.uint64(33))
+    h *= np.uint64(_MIX1)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(_MIX2)
+    h ^= h >> np.uint64(33)
+    return h
 
 
 @dataclass(frozen=True)
-class FeatureBlock:
-    """Sparse features of several completions as one dense block over their buckets.
+class _Tokens:
+    """Token hashes of a batch of texts, in text order, with the text each belongs to."""
 
-    ``block[i, c]`` is the value of bucket ``coordinates[i]`` in completion
-    ``c``; repeated occurrences and hash collisions are already summed, and
-    every bucket appears once.
+    hashes: NDArray[np.uint64]
+    text: NDArray[np.int64]
+    counts: NDArray[np.int64]  # tokens kept per text
+
+
+def _hash_tokens(encoded: Sequence[bytes], max_tokens: int) -> _Tokens:
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    # Texts are joined with one separator byte, so no token spans two texts.
+    data = np.frombuffer(b"\x00".join(encoded), dtype=np.uint8)
+    text_starts = np.zeros(len(encoded), dtype=np.int64)
+    np.cumsum(lengths[:-1] + 1, out=text_starts[1:])
+
+    # Token boundaries from byte classes.
+    classes = _CLASSES[data]
+    word = classes == _WORD
+    punct = classes == _PUNCT
+    edge = np.zeros(len(data) + 1, dtype=np.bool_)
+    edge[1:-1] = word[1:] != word[:-1]
+    edge[0], edge[-1] = word[:1].any(), word[-1:].any()
+    starts = np.flatnonzero((edge[:-1] & word) | punct)
+    ends = np.flatnonzero((edge[1:] & word) | punct) + 1
+
+    # Polynomial hash of every token from prefix sums (uint64 arithmetic wraps mod 2**64).
+    _POWERS.ensure(len(data) + 1)
+    prefix = np.zeros(len(data) + 1, dtype=np.uint64)
+    np.cumsum((data.astype(np.uint64) + np.uint64(1)) * _POWERS.q[: len(data)], out=prefix[1:])
+    raw = (prefix[ends] - prefix[starts]) * _POWERS.p[ends - 1]
+    raw ^= (ends - starts).astype(np.uint64) * np.uint64(_LENGTH_MULT)
+    hashes = _fmix_array(raw)
+
+    # Keep the first max_tokens tokens of each text.
+    text = np.searchsorted(text_starts, starts, side="right") - 1
+    first = np.searchsorted(starts, text_starts)
+    keep = np.arange(len(starts)) - first[text] < max_tokens
+    if not keep.all():
+        hashes, text = hashes[keep], text[keep]
+    counts = np.bincount(text, minlength=len(encoded)).astype(np.int64)
+    return _Tokens(hashes, text.astype(np.int64), counts)
+
+
+def _codes_to_buckets(codes: NDArray[np.uint64], dim: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    buckets = ((codes >> np.uint64(1)) % np.uint64(dim)).astype(np.int64)
+    signs = 1.0 - 2.0 * (codes & np.uint64(1)).astype(np.float64)
+    return buckets, signs
+
+
+@dataclass(frozen=True)
+class ExampleFeatures:
+    """Features of a batch of examples, each as a dense block over its own buckets.
+
+    Example ``e`` owns buckets ``coordinates[coordinate_offsets[e]:coordinate_offsets[e+1]]``
+    (ascending, unique) and the row-major ``(buckets, completions)`` block
+    ``block[block_offsets[e]:block_offsets[e+1]]``. Repeats and hash collisions are
+    summed. ``n_tokens[completion_offsets[e] + c]`` is the token count of completion ``c``.
     """
 
     coordinates: NDArray[np.int64]
+    coordinate_offsets: NDArray[np.int64]
     block: NDArray[np.float32]
-    n_tokens: list[int]
+    block_offsets: NDArray[np.int64]
+    completion_offsets: NDArray[np.int64]
+    n_tokens: NDArray[np.int64]
 
-    @property
-    def indices(self) -> NDArray[np.int64]:
-        """Bucket of each non-zero entry, in coordinate (COO) form, bucket-major."""
-        rows, _ = np.nonzero(self.block)
-        return self.coordinates[rows]
-
-    @property
-    def values(self) -> NDArray[np.float32]:
-        """Value of each non-zero entry, aligned with :attr:`indices`."""
-        return self.block[np.nonzero(self.block)]
-
-    @property
-    def columns(self) -> NDArray[np.int64]:
-        """Completion of each non-zero entry, aligned with :attr:`indices`."""
-        return np.nonzero(self.block)[1].astype(np.int64)
+    def example(self, e: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Return example ``e``'s buckets and its ``(buckets, completions)`` block."""
+        coordinates = self.coordinates[self.coordinate_offsets[e]:self.coordinate_offsets[e + 1]]
+        block = self.block[self.block_offsets[e]:self.block_offsets[e + 1]]
+        return coordinates, block.reshape(len(coordinates), -1)
 
 
 class HashingFeaturiser:
-    """Map (prompt, completion) texts to sparse signed-hashed features.
+    """Map prompts and their completions to sparse signed-hashed features.
 
     Parameters
     ----------
@@ -118,81 +223,141 @@ class HashingFeaturiser:
         1 for unigrams only, 2 to add bigrams.
     max_tokens:
         Tokens beyond this count in one text are ignored.
-    cache_size:
-        Most feature codes kept in memory.
+    name_memory:
+        Recent completions kept so that :meth:`feature_names` can name buckets.
 
     Examples
     --------
     >>> f = HashingFeaturiser(dim=2**10)
-    >>> features = f.featurise(["the cat sat", ""], prompt_tokens=frozenset({"cat"}))
-    >>> features.n_tokens, features.block.shape
-    ([3, 0], (9, 2))
+    >>> features = f.featurise_examples(["the cat"], [("the cat sat", "")])
+    >>> features.n_tokens.tolist(), features.example(0)[1].shape
+    ([3, 0], (10, 2))
     """
 
-    def __init__(self, dim: int = 2**20, ngram_max: int = 2, max_tokens: int = 4096, cache_size: int = 500_000) -> None:
+    def __init__(self, dim: int = 2**20, ngram_max: int = 2, max_tokens: int = 4096, name_memory: int = 1000) -> None:
         self.dim = dim
         self.ngram_max = ngram_max
         self.max_tokens = max_tokens
-        self.cache = FeatureCodeCache(dim, cache_size)
-        self._dense_indices = np.array([feature_code(name, dim) // 2 for name in DENSE_FEATURES], dtype=np.int64)
-        self._dense_list: list[int] = self._dense_indices.tolist()
+        self.recent: deque[str] = deque(maxlen=name_memory)
+        self.dense = np.array(dense_buckets(dim), dtype=np.int64)
 
     def tokenise(self, text: str) -> list[str]:
-        """Split lower-cased *text* into words and single punctuation marks."""
-        tokens: list[str] = TOKEN_PATTERN.findall(text.lower())
-        return tokens[: self.max_tokens] if len(tokens) > self.max_tokens else tokens
+        """Return the tokens of *text* as strings (the Python form of the batch tokeniser)."""
+        tokens = TOKEN_BYTES.findall(encode_text(text))[: self.max_tokens]
+        return [token.decode("utf-8", "surrogatepass") for token in tokens]
 
-    def prompt_tokens(self, prompt: str) -> frozenset[str]:
-        """Return the token set of *prompt* used by the overlap features."""
-        return frozenset(self.tokenise(prompt))
+    def featurise_examples(self, prompts: Sequence[str], completions: Sequence[Sequence[str]], *,
+                           remember: bool = True) -> ExampleFeatures:
+        """Return the features of every example ``(prompts[e], completions[e])`` in one pass.
 
-    def featurise(self, completions: Sequence[str], prompt_tokens: frozenset[str]) -> FeatureBlock:
-        """Return the merged sparse features of *completions* given the prompt's tokens.
-
-        The merge runs in plain Python (dicts and comprehensions): for the
-        few dozen features of a completion it costs less than the fixed
-        overhead of the numpy calls a vectorised merge needs.
+        With *remember*, the completions join the recent texts that name features.
         """
-        columns: list[dict[int, float]] = []
-        lengths: list[int] = []
-        lookup = self.cache.__getitem__
-        bigrams = self.ngram_max >= 2
+        n_examples = len(prompts)
+        per_example = np.fromiter(map(len, completions), dtype=np.int64, count=n_examples)
+        texts = [text for group in completions for text in group]
+        if remember and self.recent.maxlen:
+            self.recent.extend(texts[-self.recent.maxlen:])
 
-        for text in completions:
-            tokens = self.tokenise(text)
-            length = len(tokens)
-            names = list(tokens)
-            if bigrams and length >= 2:
-                names += map(" ".join, zip(tokens, tokens[1:]))
-            overlap = [PROMPT_PREFIX + token for token in tokens if token in prompt_tokens]
-            names += overlap
-            lengths.append(length)
+        # Prompts are tokenised once per distinct prompt, after the completions.
+        distinct: dict[str, int] = {}
+        prompt_of_example = np.fromiter((distinct.setdefault(p, len(distinct)) for p in prompts),
+                                        dtype=np.int64, count=n_examples)
+        encoded = [encode_text(t) for t in texts] + [encode_text(p) for p in distinct]
+        tokens = _hash_tokens(encoded, self.max_tokens)
 
-            # Signed counts per bucket: the sign bit of a code flips the feature's value.
-            counts = Counter(map(lookup, names))
-            column = {code >> 1: -float(count) if code & 1 else float(count) for code, count in counts.items()}
-            if len(column) < len(counts):
-                column = _sum_colliding(counts)
-            dense = (math.log1p(length), len(overlap) / length if length else 0.0, 0.0 if length else 1.0)
-            for bucket, value in zip(self._dense_list, dense):
-                column[bucket] = column.get(bucket, 0.0) + value
-            columns.append(column)
+        n_texts = len(texts)
+        example_of_text = np.repeat(np.arange(n_examples, dtype=np.int64), per_example)
+        in_completion = tokens.text < n_texts
+        hashes, owner = tokens.hashes[in_completion], tokens.text[in_completion]
+        entries = [self._unigrams(hashes, owner)]
+        if self.ngram_max >= 2:
+            entries.append(self._bigrams(hashes, owner))
+        overlap_owner, overlap_entry = self._overlap(tokens, hashes, owner, n_texts, prompt_of_example[example_of_text])
+        entries.append(overlap_entry)
 
-        buckets = dict.fromkeys(itertools.chain.from_iterable(columns))
-        coordinates = np.fromiter(buckets, dtype=np.int64, count=len(buckets))
-        block = np.array([[column.get(b, 0.0) for b in buckets] for column in columns], dtype=np.float32).T
-        return FeatureBlock(coordinates, block, lengths)
+        counts = tokens.counts[:n_texts]
+        overlap_counts = np.bincount(overlap_owner, minlength=n_texts)
+        entries.append(self._dense_entries(counts, overlap_counts))
+        return _merge(entries, example_of_text, per_example, counts, self.dim)
 
-    def feature_names(self) -> dict[int, tuple[str, float]]:
-        """Return bucket -> (name, sign) for the features whose codes are cached.
+    def _unigrams(self, hashes: NDArray[np.uint64], owner: NDArray[np.int64]) -> tuple:
+        buckets, signs = _codes_to_buckets(_fmix_array(hashes + np.uint64(_SALT_UNIGRAM)), self.dim)
+        return owner, buckets, signs
 
-        A feature's weight is its sign times its bucket's weight. Overlap
-        features are shown as ``"prompt:token"``.
+    def _bigrams(self, hashes: NDArray[np.uint64], owner: NDArray[np.int64]) -> tuple:
+        # Consecutive kept tokens of one text form a bigram.
+        same = owner[1:] == owner[:-1]
+        mixed = hashes[:-1][same] * np.uint64(_BIGRAM_MULT) + hashes[1:][same] + np.uint64(_SALT_BIGRAM)
+        buckets, signs = _codes_to_buckets(_fmix_array(mixed), self.dim)
+        return owner[1:][same], buckets, signs
+
+    def _overlap(self, tokens: _Tokens, hashes: NDArray[np.uint64], owner: NDArray[np.int64], n_texts: int,
+                 prompt_of_text: NDArray[np.int64]) -> tuple[NDArray[np.int64], tuple]:
+        # A completion token overlaps when (its prompt, its hash) is among the prompt tokens.
+        prompt_tokens = tokens.text >= n_texts
+        prompt_keys = _fmix_array(tokens.hashes[prompt_tokens]
+                                  ^ ((tokens.text[prompt_tokens] - n_texts + 1).astype(np.uint64) * np.uint64(_P)))
+        keys = _fmix_array(hashes ^ ((prompt_of_text[owner] + 1).astype(np.uint64) * np.uint64(_P)))
+        found = np.isin(keys, prompt_keys)
+        buckets, signs = _codes_to_buckets(_fmix_array(hashes[found] + np.uint64(_SALT_OVERLAP)), self.dim)
+        return owner[found], (owner[found], buckets, signs)
+
+    def _dense_entries(self, counts: NDArray[np.int64], overlap_counts: NDArray[np.int64]) -> tuple:
+        n_texts = len(counts)
+        lengths = counts.astype(np.float64)
+        share = np.divide(overlap_counts, lengths, out=np.zeros(n_texts), where=counts > 0)
+        values = np.stack([np.log1p(lengths), share, (counts == 0).astype(np.float64)], axis=1).ravel()
+        owner = np.repeat(np.arange(n_texts, dtype=np.int64), len(DENSE_FEATURES))
+        return owner, np.tile(self.dense, n_texts), values
+
+    def feature_names(self, texts: Iterable[str] | None = None) -> dict[int, tuple[str, float]]:
+        """Return bucket -> (name, sign) for the features of *texts* (default: recent completions).
+
+        A feature's weight is its sign times its bucket's weight. Overlap features are
+        shown as ``"prompt:token"`` and bigrams as ``"first second"``.
         """
         names: dict[int, tuple[str, float]] = {}
-        for name, code in self.cache.items():
-            shown = "prompt:" + name[1:] if name.startswith(PROMPT_PREFIX) else name
-            names[code >> 1] = (shown, -1.0 if code & 1 else 1.0)
-        for index, name in zip(self._dense_indices.tolist(), DENSE_FEATURES):
-            names[index] = ("dense:" + name[1:], 1.0)
+        for text in self.recent if texts is None else texts:
+            tokens = TOKEN_BYTES.findall(encode_text(text))[: self.max_tokens]
+            hashes = [token_hash(token) for token in tokens]
+            words = [token.decode("utf-8", "surrogatepass") for token in tokens]
+            for word, h in zip(words, hashes):
+                names.setdefault(*self._named(unigram_code(h), word))
+                names.setdefault(*self._named(overlap_code(h), "prompt:" + word))
+            if self.ngram_max >= 2:
+                for i in range(len(hashes) - 1):
+                    names.setdefault(*self._named(bigram_code(hashes[i], hashes[i + 1]), words[i] + " " + words[i + 1]))
+        for bucket, name in zip(self.dense.tolist(), DENSE_FEATURES):
+            names[bucket] = ("dense:" + name, 1.0)
         return names
+
+    def _named(self, code: int, name: str) -> tuple[int, tuple[str, float]]:
+        bucket, sign = bucket_and_sign(code, self.dim)
+        return bucket, (name, sign)
+
+
+def _merge(entries: list[tuple], example_of_text: NDArray[np.int64], per_example: NDArray[np.int64],
+           n_tokens: NDArray[np.int64], dim: int) -> ExampleFeatures:
+    """Sum the (text, bucket, value) entries into one block per example."""
+    owner = np.concatenate([e[0] for e in entries])
+    buckets = np.concatenate([e[1] for e in entries])
+    values = np.concatenate([e[2] for e in entries])
+    n_examples = len(per_example)
+
+    completion_offsets = np.zeros(n_examples + 1, dtype=np.int64)
+    np.cumsum(per_example, out=completion_offsets[1:])
+    example = example_of_text[owner]
+    slot = owner - completion_offsets[example]
+
+    # Unique buckets per example, ascending.
+    keys, inverse = np.unique(example * dim + buckets, return_inverse=True)
+    coordinate_example = keys // dim
+    per_example_coordinates = np.bincount(coordinate_example, minlength=n_examples)
+    coordinate_offsets = np.zeros(n_examples + 1, dtype=np.int64)
+    np.cumsum(per_example_coordinates, out=coordinate_offsets[1:])
+    block_offsets = np.zeros(n_examples + 1, dtype=np.int64)
+    np.cumsum(per_example_coordinates * per_example, out=block_offsets[1:])
+
+    position = block_offsets[example] + (inverse - coordinate_offsets[example]) * per_example[example] + slot
+    block = np.bincount(position, weights=values, minlength=int(block_offsets[-1])).astype(np.float32)
+    return ExampleFeatures(keys % dim, coordinate_offsets, block, block_offsets, completion_offsets, n_tokens)

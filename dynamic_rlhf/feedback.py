@@ -20,7 +20,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 import msgpack
 
@@ -169,8 +169,7 @@ Example: TypeAlias = PreferenceExample | RankingExample | RatingExample
 STRICT, TIE, TIE_BAD = 0, 1, 2
 
 
-@dataclass(frozen=True)
-class Judgement:
+class Judgement(NamedTuple):
     """An example expanded into completions plus weighted comparisons.
 
     ``pairs`` contains ``(first, second, kind, margin, weight)`` tuples over
@@ -178,6 +177,7 @@ class Judgement:
     ``ranking`` is set, the learner applies the Plackett-Luce likelihood to
     that order instead of using ``pairs`` for the gradient; ``pairs`` then
     still lists the implied comparisons for the progressive metrics.
+    A named tuple, because the learner builds one per example.
     """
 
     example_id: str
@@ -229,15 +229,16 @@ def expand(example: Example, *, ranking_loss: RankingLoss = "plackett_luce", rat
 
 def _judgement(example: Example, texts: Sequence[Text], pairs: list[tuple[int, int, int, float, float]],
                ranking: tuple[int, ...] | None, skipped: int) -> Judgement:
+    prompt = example.prompt
     return Judgement(
-        example_id=stable_example_id(example),
-        prompt_text=render_text(example.prompt),
-        texts=tuple(render_text(t) for t in texts),
-        pairs=tuple(pairs),
-        ranking=ranking,
-        skipped=skipped,
-        weight=example.weight,
-        annotator_id=example.annotator_id,
+        stable_example_id(example),
+        prompt if isinstance(prompt, str) else render_text(prompt),
+        tuple(t if isinstance(t, str) else render_text(t) for t in texts),
+        tuple(pairs),
+        ranking,
+        skipped,
+        example.weight,
+        example.annotator_id,
     )
 
 

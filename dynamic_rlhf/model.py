@@ -22,17 +22,21 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dynamic_rlhf.annotators import AnnotatorReliability
-from dynamic_rlhf.bootstrap import poisson_draws
+from dynamic_rlhf.bootstrap import poisson_draw_matrix, poisson_draws
 from dynamic_rlhf.config import ModelConfig
 from dynamic_rlhf.errors import FeedbackError
-from dynamic_rlhf.features import HashingFeaturiser
-from dynamic_rlhf.losses import bradley_terry_scalar
-from dynamic_rlhf.feedback import Example, Judgement, PreferenceExample, RankingExample, RatingExample, expand
+from dynamic_rlhf import kernels
+from dynamic_rlhf.features import ExampleFeatures, HashingFeaturiser
+from dynamic_rlhf.feedback import STRICT, Example, Judgement, PreferenceExample, RankingExample, RatingExample, expand
+from dynamic_rlhf.kernels import METRIC_FIELDS, MOMENT_FIELDS
 from dynamic_rlhf.objective import ObjectiveParams, Structure, build_structure, example_objective
 from dynamic_rlhf.optim import LazyAdaGrad
 from dynamic_rlhf.results import EpochStats, LearnOutcome, ModelStats, RewardScore
 from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
 from dynamic_rlhf.text import Text, normalise_text, render_text
+
+# Examples featurised together by learn_many, add_preferences and optimise_reward.
+LEARN_CHUNK = 2048
 
 
 class DynamicRLHFModel:
@@ -60,7 +64,7 @@ class DynamicRLHFModel:
         self.config = config or ModelConfig()
         self.model_id = model_id
         c = self.config
-        self.featuriser = HashingFeaturiser(c.dim, c.ngram_max, c.max_tokens, c.token_cache_size)
+        self.featuriser = HashingFeaturiser(c.dim, c.ngram_max, c.max_tokens, c.name_memory)
         self.optimiser = LazyAdaGrad(c.n_heads + 1, c.dim, c.learning_rate, c.l2)
         self.annotators = AnnotatorReliability(c.annotator_prior_agree, c.annotator_prior_disagree, c.annotator_min_weight,
                                                c.annotator_full_weight_reliability, c.annotator_confidence)
@@ -77,19 +81,26 @@ class DynamicRLHFModel:
 
     def learn_one(self, example: Example) -> LearnOutcome:
         """Predict *example*'s comparisons, record the metrics, then learn them."""
-        return self._learn(example, live=True)
+        return self._learn_judgements([self._expand(example)], live=True)[0]
 
     def learn_many(self, examples: Iterable[Example]) -> list[LearnOutcome]:
-        """Apply :meth:`learn_one` to each example in order."""
-        learn = self._learn
-        return [learn(example, live=True) for example in examples]
+        """Learn *examples* in order; the model equals :meth:`learn_one` on each in turn.
+
+        Every example is validated before the first is learned. The batch is
+        featurised at once and runs of single strict pairs are learned in one
+        compiled loop, which is the fast way to feed a stream.
+        """
+        judgements = [self._expand(example) for example in examples]
+        outcomes: list[LearnOutcome] = []
+        for start in range(0, len(judgements), LEARN_CHUNK):
+            outcomes += self._learn_judgements(judgements[start:start + LEARN_CHUNK], live=True)
+        return outcomes
 
     def add_preferences(self, examples: Iterable[Example]) -> int:
         """Learn each example and keep it in the bounded replay buffer; return pairs learned."""
-        pairs = 0
-        for example in examples:
-            pairs += self._learn(example, live=True).pairs
-            self.replay.append(example)
+        examples = list(examples)
+        pairs = sum(outcome.pairs for outcome in self.learn_many(examples))
+        self.replay.extend(examples)
         return pairs
 
     def optimise_reward(self, epochs: int = 1) -> list[EpochStats]:
@@ -100,49 +111,111 @@ class DynamicRLHFModel:
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise FeedbackError("epochs", epochs, "an integer >= 0")
+        judgements = [self._expand(example) for example in self.replay]
         history = []
         for epoch in range(1, epochs + 1):
             tally = ProgressiveMetrics()
-            for example in list(self.replay):
-                self._learn(example, live=False, tally=tally)
+            for start in range(0, len(judgements), LEARN_CHUNK):
+                self._learn_judgements(judgements[start:start + LEARN_CHUNK], live=False, tally=tally)
             history.append(EpochStats(epoch, int(tally.pairs), tally.loss, tally.accuracy, tally.mean_margin))
         return history
 
-    def _learn(self, example: Example, live: bool, tally: ProgressiveMetrics | None = None) -> LearnOutcome:
+    def _expand(self, example: Example) -> Judgement:
         if not isinstance(example, PreferenceExample | RankingExample | RatingExample):
             raise FeedbackError("example", example, "a PreferenceExample, RankingExample or RatingExample")
-        judgement = expand(example, ranking_loss=self.config.ranking_loss, rating_margin_scale=self.config.rating_margin_scale)
+        return expand(example, ranking_loss=self.config.ranking_loss, rating_margin_scale=self.config.rating_margin_scale)
+
+    def _learn_judgements(self, judgements: Sequence[Judgement], live: bool,
+                          tally: ProgressiveMetrics | None = None) -> list[LearnOutcome]:
+        """Learn expanded examples in order: one featurisation, then runs by kind."""
         if live:
-            self.examples_seen += 1
-            self.skipped_identical += judgement.skipped
-        if not judgement.pairs:
-            return LearnOutcome(0, 0.0, 0, judgement.skipped)
+            self.examples_seen += len(judgements)
+            self.skipped_identical += sum(j.skipped for j in judgements)
+        outcomes = [LearnOutcome(0, 0.0, 0, j.skipped) for j in judgements]
+        active = [i for i, j in enumerate(judgements) if j.pairs]
+        if not active:
+            return outcomes
 
-        # Features of all completions, merged into one (buckets x completions) block.
-        coordinates, block_features, n_tokens = self._features(judgement.prompt_text, judgement.texts)
+        batch = [judgements[i] for i in active]
+        features = self.featuriser.featurise_examples([j.prompt_text for j in batch], [j.texts for j in batch])
+        fast = [self._single_strict(j) for j in batch]
+
+        # Consecutive single strict pairs go through the compiled loop; other kinds one by one.
+        start = 0
+        while start < len(batch):
+            end = start + 1
+            if fast[start]:
+                while end < len(batch) and fast[end]:
+                    end += 1
+                learned = self._learn_pairs(batch, features, start, end, live, tally)
+            else:
+                learned = [self._learn_general(batch[start], features, start, live, tally)]
+            for offset, outcome in enumerate(learned):
+                outcomes[active[start + offset]] = outcome
+            start = end
+        return outcomes
+
+    def _single_strict(self, judgement: Judgement) -> bool:
+        return (len(judgement.texts) == 2 and len(judgement.pairs) == 1 and judgement.ranking is None
+                and judgement.pairs[0][:3] == (0, 1, STRICT) and self.config.centring == 0.0)
+
+    def _learn_pairs(self, batch: Sequence[Judgement], features: ExampleFeatures, start: int, end: int,
+                     live: bool, tally: ProgressiveMetrics | None) -> list[LearnOutcome]:
+        """Learn ``batch[start:end]``, all single strict pairs, in the compiled loop."""
+        run = batch[start:end]
+        n_heads = self.config.n_heads
+        annotator_rows: dict[str, int] = {}
+        annotators = np.fromiter((-1 if j.annotator_id is None else annotator_rows.setdefault(j.annotator_id, len(annotator_rows))
+                                  for j in run), dtype=np.int64, count=len(run))
+        draws = np.ones((len(run), n_heads + 1))
+        if n_heads:
+            draws[:, 1:] = poisson_draw_matrix([j.example_id for j in run], n_heads)
+        counts = self.annotators.counts(annotator_rows)
+        metrics = tally if tally is not None else self.metrics
+        metric_vector = np.array([getattr(metrics, name) for name in METRIC_FIELDS])
+        moment_vector = np.array([getattr(self.moments, name) for name in MOMENT_FIELDS])
+        losses = np.empty(len(run))
+        correct = np.empty(len(run), dtype=np.int64)
+
         optimiser = self.optimiser
-        rows = optimiser.gather(coordinates)
-        rewards = (block_features.T @ optimiser.weights_of(rows)).astype(np.float64)  # (completions, heads)
+        offset = slice(start, end + 1)
+        optimiser.scale = kernels.learn_strict_pairs(
+            np.arange(len(run), dtype=np.int64), features.coordinates, features.coordinate_offsets[offset],
+            features.block, features.block_offsets[offset], features.completion_offsets[offset], features.n_tokens,
+            np.array([j.pairs[0][3] for j in run]), np.array([j.weight * j.pairs[0][4] for j in run]), annotators,
+            draws, optimiser.stored_weights, optimiser.accumulators, optimiser.touched_mask, optimiser.scale,
+            optimiser.decay, optimiser.learning_rate, optimiser.epsilon, counts, self.annotators.parameters(),
+            metric_vector, metrics.window, moment_vector, self.moments.window, live, losses, correct)
 
-        structure = build_structure(len(judgement.texts), judgement.pairs, judgement.ranking)
-        if structure.single_strict and self.config.centring == 0.0:
-            # One strict pair: the gradient is the feature difference times a scalar per head.
-            first, second = rewards.tolist()
-            difference = [a - b for a, b in zip(first, second)]
-            scaled, loss = bradley_terry_scalar(difference, float(structure.margins[0]), self._head_weights(judgement))
-            outcome = self._record(judgement, structure, np.array(difference[:1]), np.array([loss]),
-                                   rewards[:, 0], n_tokens, live, tally)
-            gradient = np.multiply.outer(block_features[:, 0] - block_features[:, 1], np.array(scaled, dtype=np.float32))
-        else:
-            head_weights = np.array(self._head_weights(judgement))
-            _, coefficients, differences, pair_loss = example_objective(rewards.T, structure, self._params, head_weights)
+        # Copy the running figures back from the kernel's vectors.
+        for name, value in zip(METRIC_FIELDS, metric_vector.tolist()):
+            setattr(metrics, name, value)
+        if live:
+            for name, value in zip(MOMENT_FIELDS, moment_vector.tolist()):
+                setattr(self.moments, name, value)
+            self.annotators.store_counts(annotator_rows, counts)
+        self.version += len(run)
+        self.pairs_trained += len(run)
+        return [LearnOutcome(1, loss, hit, j.skipped) for j, loss, hit in zip(run, losses.tolist(), correct.tolist())]
 
-            # Progressive figures from head 0, before the update.
-            outcome = self._record(judgement, structure, differences[0], pair_loss[0], rewards[:, 0], n_tokens, live, tally)
-            gradient = block_features @ coefficients.T.astype(np.float32)
+    def _learn_general(self, judgement: Judgement, features: ExampleFeatures, e: int, live: bool,
+                       tally: ProgressiveMetrics | None) -> LearnOutcome:
+        """Learn one example of any kind with the numpy objective."""
+        coordinates, block = features.example(e)
+        n = len(judgement.texts)
+        first = int(features.completion_offsets[e])
+        n_tokens = features.n_tokens[first:first + n].tolist()
 
-        # One AdaGrad step on every head.
-        optimiser.step(coordinates, rows, gradient)
+        # Rewards of every head before the update.
+        optimiser = self.optimiser
+        rewards = optimiser.rewards(coordinates, block, n)  # (completions, heads)
+        structure = build_structure(n, judgement.pairs, judgement.ranking)
+        head_weights = np.array(self._head_weights(judgement))
+        _, coefficients, differences, pair_loss = example_objective(rewards.T, structure, self._params, head_weights)
+
+        # Progressive figures from head 0, then one AdaGrad step on every head.
+        outcome = self._record(judgement, structure, differences[0], pair_loss[0], rewards[:, 0], n_tokens, live, tally)
+        optimiser.step(coordinates, block, n, coefficients)
         self.version += 1
         self.pairs_trained += outcome.pairs
         return outcome
@@ -158,7 +231,6 @@ class DynamicRLHFModel:
                 tally: ProgressiveMetrics | None) -> LearnOutcome:
         pairs = len(judgement.pairs)
         if pairs == 1:
-            # One comparison: plain floats are cheaper than numpy reductions.
             difference = float(differences[0])
             strict_differences = [difference] if structure.all_strict else []
             loss = float(pair_loss[0])
@@ -180,27 +252,29 @@ class DynamicRLHFModel:
                 self.moments.update(reward, math.log1p(count))
         return LearnOutcome(pairs, loss, correct, judgement.skipped)
 
-    def _features(self, prompt: str, texts: Sequence[str]) -> tuple[NDArray[np.int64], NDArray[np.float32], list[int]]:
-        """Return unique buckets, the (buckets x completions) feature block and token counts."""
-        featuriser = self.featuriser
-        features = featuriser.featurise(texts, featuriser.prompt_tokens(prompt))
-        return features.coordinates, features.block, features.n_tokens
-
     # -- scoring ----------------------------------------------------------
 
     def _rewards(self, prompt: Text, completions: Sequence[Text]) -> NDArray[np.float64]:
+        """Return the ``(heads, completions)`` rewards."""
         prompt_text = render_text(normalise_text(prompt, "prompt"))
         texts = [render_text(normalise_text(c, f"completions[{i}]")) for i, c in enumerate(completions)]
-        coordinates, block, _ = self._features(prompt_text, texts)
-        return (block.T @ self.optimiser.current(coordinates)).T.astype(np.float64)
+        features = self.featuriser.featurise_examples([prompt_text], [texts], remember=False)
+        coordinates, block = features.example(0)
+        return self.optimiser.rewards(coordinates, block, len(texts)).T
 
     def score(self, prompt: Text, completions: Sequence[Text]) -> list[RewardScore]:
-        """Return the reward and the bootstrap heads' std of each completion."""
+        """Return the mean reward of the bootstrap heads and their std, per completion.
+
+        Without bootstrap heads (``n_heads=0``) the reward is head 0's and the std is 0.
+        """
         if isinstance(completions, str) or not isinstance(completions, Sequence) or not completions:
             raise FeedbackError("completions", completions, "a non-empty list of completions")
         rewards = self._rewards(prompt, completions)
-        spread = rewards[1:].std(axis=0) if rewards.shape[0] > 1 else np.zeros(rewards.shape[1])
-        return [RewardScore(float(r), float(s)) for r, s in zip(rewards[0], spread)]
+        if rewards.shape[0] > 1:
+            mean, spread = rewards[1:].mean(axis=0), rewards[1:].std(axis=0)
+        else:
+            mean, spread = rewards[0], np.zeros(rewards.shape[1])
+        return [RewardScore(float(r), float(s)) for r, s in zip(mean, spread)]
 
     def score_one(self, prompt: Text, completion: Text) -> RewardScore:
         """Return the :class:`RewardScore` of one completion."""

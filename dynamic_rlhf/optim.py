@@ -31,8 +31,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from dynamic_rlhf import kernels
+
 Float32Array = NDArray[np.float32]
-_MIN_SCALE = 1e-20
 
 
 class LazyAdaGrad:
@@ -40,52 +41,53 @@ class LazyAdaGrad:
 
     Both arrays are coordinate-major, shape ``(dim, heads)``: the heads of
     one bucket are adjacent, so reading or writing the touched buckets of
-    all heads costs one contiguous row per bucket.
+    all heads costs one contiguous row per bucket. The loops themselves are
+    in :mod:`dynamic_rlhf.kernels`.
     """
 
     def __init__(self, heads: int, dim: int, learning_rate: float, l2: float, epsilon: float = 1e-8) -> None:
         self.learning_rate = learning_rate
         self.l2 = l2
-        self.epsilon = np.float32(epsilon)
+        self.epsilon = float(np.float32(epsilon))
         self.decay = 1.0 - learning_rate * l2
         self.scale = 1.0
         self.stored_weights = np.zeros((dim, heads), dtype=np.float32)
         self.accumulators = np.zeros((dim, heads), dtype=np.float32)
         self.touched_mask = np.zeros(dim, dtype=np.bool_)
 
-    def gather(self, coordinates: NDArray[np.int64]) -> Float32Array:
-        """Return a copy of the stored (scale-free) weights of *coordinates*."""
-        return self.stored_weights.take(coordinates, axis=0)
-
-    def weights_of(self, stored: Float32Array) -> Float32Array:
-        """Return the current weights of rows from :meth:`gather`."""
-        return stored * np.float32(self.scale) if self.scale != 1.0 else stored
+    @property
+    def heads(self) -> int:
+        return int(self.stored_weights.shape[1])
 
     def current(self, coordinates: NDArray[np.int64]) -> Float32Array:
         """Return the ``(len(coordinates), heads)`` current weights, decay included."""
-        return self.weights_of(self.gather(coordinates))
+        stored = self.stored_weights.take(coordinates, axis=0)
+        return stored * np.float32(self.scale) if self.scale != 1.0 else stored
 
-    def step(self, coordinates: NDArray[np.int64], stored: Float32Array, gradient: Float32Array) -> None:
+    def rewards(self, coordinates: NDArray[np.int64], block: Float32Array, columns: int) -> NDArray[np.float64]:
+        """Return the ``(columns, heads)`` rewards of a row-major ``(buckets, columns)`` block."""
+        out = np.empty((columns, self.heads))
+        kernels.block_rewards(coordinates, block.reshape(-1), columns, self.stored_weights, self.scale, out)
+        return out
+
+    def step(self, coordinates: NDArray[np.int64], block: Float32Array, columns: int,
+             coefficients: NDArray[np.float64]) -> None:
         """Decay every weight once, then take an AdaGrad step on unique *coordinates*.
 
-        *stored* must come from :meth:`gather` on the same coordinates; it is
-        updated in place and written back.
+        The gradient of head ``k`` at bucket ``j`` is ``sum_c block[j, c] * coefficients[k, c]``.
         """
         self.scale *= self.decay
-        accumulators = self.accumulators.take(coordinates, axis=0)
-        accumulators += gradient * gradient
-        self.accumulators[coordinates] = accumulators
+        gradient = np.empty((len(coordinates), self.heads), dtype=np.float32)
+        kernels.block_gradient(block.reshape(-1), columns, np.ascontiguousarray(coefficients, dtype=np.float64), gradient)
+        step = float(np.float32(self.learning_rate / self.scale))
+        kernels.adagrad_rows(coordinates, gradient, self.stored_weights, self.accumulators, self.touched_mask,
+                             step, self.epsilon)
+        self.fold_if_small()
 
-        delta = np.sqrt(accumulators)
-        delta += self.epsilon
-        np.divide(gradient, delta, out=delta)
-        delta *= np.float32(self.learning_rate / self.scale)
-        stored -= delta
-        self.stored_weights[coordinates] = stored
-        self.touched_mask[coordinates] = True
-
-        if self.scale < _MIN_SCALE:
-            self.stored_weights *= np.float32(self.scale)
+    def fold_if_small(self) -> None:
+        """Fold the decay scale into the stored weights once it nears float underflow."""
+        if self.scale < kernels.MIN_SCALE:
+            kernels.fold_scale(self.stored_weights, self.scale)
             self.scale = 1.0
 
     def touched(self) -> NDArray[np.int64]:

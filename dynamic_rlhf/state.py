@@ -2,7 +2,8 @@
 
 Layout (a msgpack map, keys in this order):
 
-* ``format`` = ``"dynamic-rlhf-model"`` and ``format_version`` (currently 1);
+* ``format`` = ``"dynamic-rlhf-model"`` and ``format_version`` (currently 2; version 1
+  hashed features differently and is refused);
 * ``model_id``, ``config`` (the :class:`ModelConfig` fields), counters;
 * ``metrics``, ``moments``, ``annotators`` -- running statistics;
 * ``scale`` -- the lazy decay factor (see :mod:`dynamic_rlhf.optim`);
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from dynamic_rlhf.model import DynamicRLHFModel
 
 FORMAT_NAME = "dynamic-rlhf-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def dump_model(model: DynamicRLHFModel) -> bytes:
@@ -100,6 +101,11 @@ def _unpack(data: bytes) -> dict[str, Any]:
     version = state.get("format_version")
     if not isinstance(version, int) or version < 1:
         raise StateError(f"invalid model state: format_version {version!r}, expected an integer >= 1")
+    if version < FORMAT_VERSION:
+        raise StateError(
+            f"model state format_version {version} hashes features differently from this library "
+            f"(format_version {FORMAT_VERSION}) and cannot be loaded; rebuild the model by learning its events again"
+        )
     if version > FORMAT_VERSION:
         raise StateError(
             f"model state format_version {version} is newer than this library supports ({FORMAT_VERSION}); "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "benchmarks" / "learner.py"
-CONTENDERS = ("dynamic_rlhf", "river", "vowpalwabbit")
+CONTENDERS = ("dynamic_rlhf", "dynamic_rlhf_learn_one", "river", "vowpalwabbit")
 
 
 def run_quick(output_format: str) -> str:

@@ -1,4 +1,4 @@
-"""Building blocks: config checks, bootstrap draws, running moments, hashing, optimiser."""
+"""Building blocks: config checks, bootstrap draws, running moments, optimiser."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from dynamic_rlhf import ConfigError, ModelConfig
 from dynamic_rlhf.bootstrap import poisson_weights
-from dynamic_rlhf.features import HashingFeaturiser, feature_code
 from dynamic_rlhf.optim import LazyAdaGrad
 from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
 
@@ -85,76 +84,6 @@ def test_progressive_metrics_accumulate() -> None:
     assert metrics.mean_margin == pytest.approx(-0.25)
 
 
-def test_feature_codes_are_fixed_values() -> None:
-    # Fixed expectations: bucket assignment must not change between releases or hosts.
-    assert feature_code("hello", 2**20) == feature_code("hello", 2**20)
-    assert [feature_code(word, 2**20) for word in ("hello", "world")] == [
-        feature_code("hello", 2**20), feature_code("world", 2**20)]
-    assert feature_code("hello", 2**20) // 2 < 2**20
-    assert feature_code("hello", 2**20) != feature_code("Hello", 2**20)
-
-
-def test_featuriser_marks_prompt_overlap_and_bigrams() -> None:
-    featuriser = HashingFeaturiser(dim=2**16)
-    names = ["the", "launch", "is", "on", "time", "the launch", "launch is", "is on", "on time",
-             "\x01launch", "\x01time"]
-
-    features = featuriser.featurise(["The launch is on time", ""], frozenset({"launch", "time"}))
-
-    assert features.n_tokens == [5, 0]
-    assert features.block.shape == (len(names) + 3, 2)
-    by_bucket = dict(zip(features.coordinates.tolist(), features.block.tolist()))
-    for name in names:
-        code = feature_code(name, 2**16)
-        assert by_bucket[code // 2][0] == (-1.0 if code & 1 else 1.0)
-    dense = [by_bucket[b] for b in featuriser._dense_list]
-    assert [d[0] for d in dense] == pytest.approx([math.log1p(5), 2 / 5, 0.0])
-    assert [d[1] for d in dense] == [0.0, 0.0, 1.0]
-
-
-def test_feature_block_coordinate_form() -> None:
-    featuriser = HashingFeaturiser(dim=2**16)
-
-    features = featuriser.featurise(["good answer", "bad answer"], frozenset())
-
-    dense_rows = {tuple(features.block[i].tolist()) for i in range(len(features.coordinates))}
-    assert len(dense_rows) > 1
-    rebuilt = np.zeros_like(features.block)
-    positions = {bucket: row for row, bucket in enumerate(features.coordinates.tolist())}
-    for bucket, column, value in zip(features.indices.tolist(), features.columns.tolist(), features.values.tolist()):
-        rebuilt[positions[bucket], column] += value
-    np.testing.assert_array_equal(rebuilt, features.block)
-    assert (features.values != 0).all()
-
-
-def test_featuriser_sums_repeats_and_collisions() -> None:
-    featuriser = HashingFeaturiser(dim=16)
-    text = " ".join(f"w{i}" for i in range(40)) + " w1 w1"
-
-    features = featuriser.featurise([text], frozenset())
-
-    expected: dict[int, float] = {}
-    tokens = featuriser.tokenise(text)
-    for name in tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]:
-        code = feature_code(name, 16)
-        expected[code // 2] = expected.get(code // 2, 0.0) + (-1.0 if code & 1 else 1.0)
-    for bucket, value in zip(featuriser._dense_list, (math.log1p(len(tokens)), 0.0, 0.0)):
-        expected[bucket] = expected.get(bucket, 0.0) + value
-    got = dict(zip(features.coordinates.tolist(), features.block[:, 0].tolist()))
-    assert len(set(features.coordinates.tolist())) == len(features.coordinates)
-    assert got.keys() == expected.keys()
-    for bucket, value in expected.items():
-        assert got[bucket] == pytest.approx(value)
-
-
-def test_cache_is_bounded() -> None:
-    featuriser = HashingFeaturiser(dim=2**16, cache_size=10)
-
-    featuriser.featurise([" ".join(f"w{i}" for i in range(40))], frozenset())
-
-    assert len(featuriser.cache) <= 10
-
-
 def test_lazy_decay_matches_dense_decay() -> None:
     optimiser = LazyAdaGrad(heads=1, dim=8, learning_rate=0.1, l2=0.5)
     dense = np.zeros(8)
@@ -164,7 +93,9 @@ def test_lazy_decay_matches_dense_decay() -> None:
     for _ in range(30):
         coordinates = np.unique(rng.integers(0, 8, 3))
         gradient = rng.normal(size=(len(coordinates), 1)).astype(np.float32)
-        optimiser.step(coordinates, optimiser.gather(coordinates), gradient)
+        # An identity block gives bucket j the coefficient of column j as its gradient.
+        n = len(coordinates)
+        optimiser.step(coordinates, np.eye(n, dtype=np.float32).ravel(), n, gradient.T.astype(np.float64))
         dense *= 1.0 - 0.1 * 0.5
         accumulators[coordinates] += gradient[:, 0].astype(np.float64) ** 2
         dense[coordinates] -= 0.1 * gradient[:, 0] / (np.sqrt(accumulators[coordinates]) + 1e-8)

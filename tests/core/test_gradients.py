@@ -110,7 +110,7 @@ def test_model_weight_gradient_matches_finite_differences(example) -> None:
     model = DynamicRLHFModel(config)
     model.learn_one(PreferenceExample("Plan a trip", "Take trains and see the old town.", "No idea."))
     judgement = expand(example, ranking_loss=config.ranking_loss, rating_margin_scale=config.rating_margin_scale)
-    coordinates, block, _ = model._features(judgement.prompt_text, judgement.texts)
+    coordinates, block = model.featuriser.featurise_examples([judgement.prompt_text], [judgement.texts]).example(0)
     structure = build_structure(len(judgement.texts), judgement.pairs, judgement.ranking)
     params = ObjectiveParams(config.tie_nu, config.tie_bad_strength, config.centring)
     head_weights = np.array([1.0, 2.0, 0.0])
@@ -140,3 +140,27 @@ def test_single_pair_fast_path_gradient() -> None:
     np.testing.assert_allclose(analytic, numeric, atol=1e-6)
     np.testing.assert_allclose(differences[:, 0], rewards[:, 0] - rewards[:, 1])
     np.testing.assert_allclose(loss, head_weights * pair_loss[:, 0])
+
+
+def test_compiled_pair_step_matches_the_numpy_objective() -> None:
+    # The compiled loop for single strict pairs and the general numpy path take the same step.
+    config = ModelConfig(dim=2**12, n_heads=3)
+    warmup = PreferenceExample("Plan a trip", "Take trains and see the old town.", "No idea.", example_id="w")
+    pair = PreferenceExample("Plan a trip", "Visit the old town, then the museum.", "Stay home.", margin=0.2,
+                             example_id="p", annotator_id="ann")
+    compiled, general = DynamicRLHFModel(config), DynamicRLHFModel(config)
+    for model in (compiled, general):
+        model.learn_one(warmup)
+
+    outcome = compiled.learn_one(pair)
+    judgement = general._expand(pair)
+    features = general.featuriser.featurise_examples([judgement.prompt_text], [judgement.texts])
+    expected = general._learn_general(judgement, features, 0, live=True, tally=None)
+
+    assert outcome.loss == pytest.approx(expected.loss, rel=1e-12)
+    coordinates = general.optimiser.touched()
+    np.testing.assert_array_equal(compiled.optimiser.touched(), coordinates)
+    np.testing.assert_allclose(compiled.optimiser.current(coordinates), general.optimiser.current(coordinates),
+                               rtol=1e-6, atol=1e-9)
+    assert compiled.annotators.to_state() == general.annotators.to_state()
+    assert compiled.moments.to_state() == pytest.approx(general.moments.to_state(), rel=1e-12)

@@ -15,7 +15,8 @@ import pytest
 import dynamic_rlhf
 
 PACKAGE_DIR = Path(dynamic_rlhf.__file__).resolve().parent
-ALLOWED_TOP_LEVEL = {"numpy", "msgpack", "dynamic_rlhf", "__future__"} | set(sys.stdlib_module_names)
+# numba is optional: dynamic_rlhf.kernels runs uncompiled without it.
+ALLOWED_TOP_LEVEL = {"numpy", "msgpack", "numba", "dynamic_rlhf", "__future__"} | set(sys.stdlib_module_names)
 
 BLOCKED_IMPORT = """
 import sys
@@ -35,6 +36,35 @@ def test_core_imports_without_service_stack() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1 []"
+
+
+MIXED_STREAM = """
+import hashlib, sys
+if sys.argv[2] == "without-numba":
+    sys.modules["numba"] = None
+sys.path.insert(0, sys.argv[1])
+from dynamic_rlhf import DynamicRLHFModel, ModelConfig, PreferenceExample, RankingExample, kernels
+from dynamic_rlhf.synthetic import SyntheticPreferences
+examples = list(SyntheticPreferences(seed=3).examples(60))
+examples[10] = PreferenceExample("Q", "same words", "other words", label="tie")
+examples[20] = RankingExample("Q", ["best answer", "fine answer", "poor"])
+model = DynamicRLHFModel(ModelConfig(dim=2**12, n_heads=3))
+model.learn_many(examples[:30])
+for example in examples[30:]:
+    model.learn_one(example)
+print(kernels.COMPILED, hashlib.sha256(model.to_bytes()).hexdigest())
+"""
+
+
+def test_kernels_give_the_same_bits_with_and_without_numba() -> None:
+    runs = [subprocess.run([sys.executable, "-c", MIXED_STREAM, str(PACKAGE_DIR.parent), mode],
+                           capture_output=True, text=True, timeout=300) for mode in ("with-numba", "without-numba")]
+
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    (compiled, digest), (plain, plain_digest) = (run.stdout.split() for run in runs)
+    assert (compiled, plain) == ("True", "False")
+    assert digest == plain_digest
 
 
 def module_names() -> list[str]:

@@ -134,8 +134,9 @@ def test_tie_pulls_rewards_together() -> None:
     model.learn_one(PreferenceExample(PROMPT, GOOD, BAD))
     before = model.score(PROMPT, [GOOD, BAD])
 
-    for _ in range(5):
-        model.learn_one(PreferenceExample(PROMPT, GOOD, BAD, label="tie"))
+    # Distinct ids give each tie its own bootstrap draws, so every head sees some of them.
+    for i in range(5):
+        model.learn_one(PreferenceExample(PROMPT, GOOD, BAD, label="tie", example_id=f"tie-{i}"))
 
     after = model.score(PROMPT, [GOOD, BAD])
     assert abs(after[0].reward - after[1].reward) < abs(before[0].reward - before[1].reward) / 2

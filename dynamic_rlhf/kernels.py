@@ -1,0 +1,226 @@
+r"""The learner's inner loops over sparse rows, compiled with numba when it is installed.
+
+Every function here is plain Python over numpy arrays. With numba installed they are
+compiled on first use (and cached on disk); without it they run as written, slower,
+and give the same bits. Both hold because the arithmetic is spelled out: sums run in
+float64 in a fixed order (never BLAS, whose blocking and FMA use differ between CPUs,
+so a saved model scores identically on every host), and every value stored in a
+float32 array is rounded once per operation, as float32 numpy arithmetic does.
+
+The steps of :func:`learn_strict_pairs` for each pair, in order:
+
+1. label weight: the example weight times the annotator's current reliability weight;
+   head ``k`` weighs the pair by that times its Poisson(1) draw (``draws[e, 0] = 1``);
+2. rewards of both completions for every head, before the update;
+3. progressive metrics of head 0 (loss, accuracy, margin), annotator agreement and
+   reward/length moments (see :mod:`dynamic_rlhf.running`, :mod:`dynamic_rlhf.annotators`);
+4. the lazy decay (``scale *= decay``) and one AdaGrad step on the pair's buckets with
+   gradient :math:`(x_a - x_b)\, h_k\, (\sigma(d_k - m) - 1)` (see :mod:`dynamic_rlhf.optim`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # numba is optional: the same functions run uncompiled.
+    COMPILED = False
+
+    def njit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if args and callable(args[0]):
+            return args[0]
+        return lambda function: function
+else:
+    COMPILED = True
+
+MIN_SCALE = 1e-20
+
+# Indices into the float64 state vectors passed to the kernels.
+METRIC_FIELDS = ("pairs", "loss_sum", "strict", "correct", "margin_sum", "recent_loss", "recent_accuracy")
+MOMENT_FIELDS = ("count", "mean_x", "mean_y", "var_x", "var_y", "cov_xy")
+ANNOTATOR_PARAMETERS = ("prior_agree", "prior_disagree", "min_weight", "full_weight_reliability", "confidence")
+
+
+@njit(cache=True)
+def _f32(x):  # type: ignore[no-untyped-def]
+    return np.float64(np.float32(x))
+
+
+@njit(cache=True)
+def block_rewards(coordinates, block, columns, stored, scale, out):  # type: ignore[no-untyped-def]
+    """Write the rewards ``out[c, k]`` of the block's columns under every head."""
+    heads = stored.shape[1]
+    for c in range(columns):
+        for k in range(heads):
+            out[c, k] = 0.0
+    for j in range(len(coordinates)):
+        row = coordinates[j]
+        for c in range(columns):
+            x = np.float64(block[j * columns + c])
+            if x != 0.0:
+                for k in range(heads):
+                    out[c, k] += x * np.float64(stored[row, k])
+    for c in range(columns):
+        for k in range(heads):
+            out[c, k] *= scale
+
+
+@njit(cache=True)
+def block_gradient(block, columns, coefficients, out):  # type: ignore[no-untyped-def]
+    """Write ``out[j, k] = sum_c block[j, c] * coefficients[k, c]``, rounded to float32."""
+    heads = coefficients.shape[0]
+    rows = len(block) // columns
+    for j in range(rows):
+        for k in range(heads):
+            total = 0.0
+            for c in range(columns):
+                total += np.float64(block[j * columns + c]) * coefficients[k, c]
+            out[j, k] = _f32(total)
+
+
+@njit(cache=True)
+def adagrad_rows(coordinates, gradient, stored, accumulators, touched, step, epsilon):  # type: ignore[no-untyped-def]
+    """Take one AdaGrad step on the rows ``coordinates`` with float32 ``gradient[j, k]``.
+
+    ``step`` is the learning rate divided by the decay scale, rounded to float32.
+    """
+    heads = stored.shape[1]
+    for j in range(len(coordinates)):
+        row = coordinates[j]
+        touched[row] = True
+        for k in range(heads):
+            g = np.float64(gradient[j, k])
+            a = _f32(np.float64(accumulators[row, k]) + _f32(g * g))
+            accumulators[row, k] = a
+            denominator = _f32(_f32(math.sqrt(a)) + epsilon)
+            delta = _f32(_f32(g / denominator) * step)
+            stored[row, k] = _f32(np.float64(stored[row, k]) - delta)
+
+
+@njit(cache=True)
+def fold_scale(stored, scale):  # type: ignore[no-untyped-def]
+    """Multiply every stored weight by ``scale`` (the rare O(dim) pass of the lazy decay)."""
+    factor = np.float64(np.float32(scale))
+    for row in range(stored.shape[0]):
+        for k in range(stored.shape[1]):
+            if stored[row, k] != 0.0:
+                stored[row, k] = _f32(np.float64(stored[row, k]) * factor)
+
+
+@njit(cache=True)
+def annotator_weight(counts, index, parameters):  # type: ignore[no-untyped-def]
+    """Return the label weight of annotator row ``index`` (1.0 for ``index < 0``)."""
+    if index < 0:
+        return 1.0
+    prior_agree, prior_disagree, min_weight, full = parameters[0], parameters[1], parameters[2], parameters[3]
+    reliability = (counts[index, 0] + prior_agree) / (counts[index, 1] + prior_agree + prior_disagree)
+    scaled = (reliability - 0.5) / (full - 0.5)
+    return min_weight + (1.0 - min_weight) * min(1.0, max(0.0, scaled))
+
+
+@njit(cache=True)
+def observe_annotator(counts, index, probability, confidence):  # type: ignore[no-untyped-def]
+    """Count one strict label of annotator row ``index`` when the model was confident."""
+    if index < 0 or 1.0 - confidence < probability < confidence:
+        return
+    counts[index, 1] += 1.0
+    if probability >= confidence:
+        counts[index, 0] += 1.0
+
+
+@njit(cache=True)
+def update_metrics(metrics, window, pairs, loss_sum, strict, correct, margin_sum):  # type: ignore[no-untyped-def]
+    """The kernel form of ``ProgressiveMetrics.update`` on the vector ``METRIC_FIELDS``."""
+    if pairs:
+        metrics[0] += pairs
+        metrics[1] += loss_sum
+        a = pairs / min(metrics[0], window)
+        metrics[5] += min(1.0, a) * (loss_sum / pairs - metrics[5])
+    if strict:
+        metrics[2] += strict
+        metrics[3] += correct
+        metrics[4] += margin_sum
+        a = strict / min(metrics[2], window)
+        metrics[6] += min(1.0, a) * (correct / strict - metrics[6])
+
+
+@njit(cache=True)
+def update_moments(moments, window, x, y):  # type: ignore[no-untyped-def]
+    """The kernel form of ``RunningMoments.update`` on the vector ``MOMENT_FIELDS``."""
+    moments[0] += 1.0
+    a = 1.0 / min(moments[0], window)
+    dx = x - moments[1]
+    dy = y - moments[2]
+    moments[1] += a * dx
+    moments[2] += a * dy
+    moments[3] = (1.0 - a) * (moments[3] + a * dx * dx)
+    moments[4] = (1.0 - a) * (moments[4] + a * dy * dy)
+    moments[5] = (1.0 - a) * (moments[5] + a * dx * dy)
+
+
+@njit(cache=True)
+def learn_strict_pairs(order, coordinates, coordinate_offsets, block, block_offsets, completion_offsets, n_tokens,
+                       margins, weights, annotators, draws, stored, accumulators, touched, scale, decay,
+                       learning_rate, epsilon, counts, annotator_parameters, metrics, metrics_window, moments,
+                       moments_window, live, out_loss, out_correct):  # type: ignore[no-untyped-def]
+    """Learn the one-strict-pair examples ``order`` in sequence; return the new decay scale."""
+    heads = stored.shape[1]
+    rewards = np.zeros((2, heads))
+    scaled = np.zeros(heads)
+    for i in range(len(order)):
+        e = order[i]
+        rows = coordinates[coordinate_offsets[e]:coordinate_offsets[e + 1]]
+        features = block[block_offsets[e]:block_offsets[e + 1]]
+
+        # Head weights, then rewards before the update.
+        annotator = annotators[e]
+        label_weight = weights[e] * annotator_weight(counts, annotator, annotator_parameters)
+        block_rewards(rows, features, 2, stored, scale, rewards)
+
+        # d loss / d difference per head, times the head weight (sigmoid on its stable side).
+        margin = margins[e]
+        for k in range(heads):
+            z = (rewards[0, k] - rewards[1, k]) - margin
+            if z >= 0.0:
+                tail = math.exp(-z)
+                tail = tail / (1.0 + tail)
+            else:
+                tail = 1.0 / (1.0 + math.exp(z))
+            scaled[k] = _f32(-tail * (label_weight * draws[e, k]))
+
+        # Progressive figures of head 0.
+        d0 = rewards[0, 0] - rewards[1, 0]
+        z0 = d0 - margin
+        loss = math.log1p(math.exp(-abs(z0))) + max(-z0, 0.0)
+        correct = 1 if d0 > 0.0 else 0
+        out_loss[i] = loss
+        out_correct[i] = correct
+        update_metrics(metrics, metrics_window, 1, loss, 1, correct, d0)
+        if live:
+            observe_annotator(counts, annotator, 0.5 * (1.0 + math.tanh(0.5 * d0)), annotator_parameters[4])
+            first = completion_offsets[e]
+            update_moments(moments, moments_window, rewards[0, 0], math.log1p(n_tokens[first]))
+            update_moments(moments, moments_window, rewards[1, 0], math.log1p(n_tokens[first + 1]))
+
+        # Lazy decay, then the AdaGrad step on the pair's buckets.
+        scale *= decay
+        step = _f32(learning_rate / scale)
+        for j in range(len(rows)):
+            row = rows[j]
+            touched[row] = True
+            difference = _f32(np.float64(features[2 * j]) - np.float64(features[2 * j + 1]))
+            if difference == 0.0:
+                continue  # a zero gradient leaves the accumulator and the weight unchanged
+            for k in range(heads):
+                g = _f32(difference * scaled[k])
+                a = _f32(np.float64(accumulators[row, k]) + _f32(g * g))
+                accumulators[row, k] = a
+                denominator = _f32(_f32(math.sqrt(a)) + epsilon)
+                stored[row, k] = _f32(np.float64(stored[row, k]) - _f32(_f32(g / denominator) * step))
+        if scale < MIN_SCALE:
+            fold_scale(stored, scale)
+            scale = 1.0
+    return scale
