@@ -28,6 +28,10 @@ class ModelConfig:
         AdaGrad base step size.
     l2:
         Decoupled L2 decay per update (weights shrink by ``1 - learning_rate * l2``).
+    adagrad_delta:
+        AdaGrad's delta, added to the root of the squared-gradient sum; larger values damp first steps.
+        Values near 1 or above keep the first steps of rare hashed n-grams, which are mostly
+        noise, small (see docs/reward-model.md).
     tie_nu:
         Davidson tie parameter; P(tie | equal rewards) = nu / (2 + nu).
     tie_bad_strength:
@@ -55,8 +59,9 @@ class ModelConfig:
     ngram_max: int = 2
     max_tokens: int = 4096
     n_heads: int = 8
-    learning_rate: float = 0.05
+    learning_rate: float = 0.03
     l2: float = 1e-5
+    adagrad_delta: float = 2.0
     tie_nu: float = 1.0
     tie_bad_strength: float = 0.5
     centring: float = 0.0
@@ -81,6 +86,7 @@ class ModelConfig:
         _check_int("name_memory", self.name_memory, 0, 10**7)
         _check_float("learning_rate", self.learning_rate, low=0.0, low_open=True)
         _check_float("l2", self.l2, low=0.0)
+        _check_float("adagrad_delta", self.adagrad_delta, low=0.0, low_open=True)
         _check_float("tie_nu", self.tie_nu, low=0.0, low_open=True)
         _check_float("tie_bad_strength", self.tie_bad_strength, low=0.0)
         _check_float("centring", self.centring, low=0.0)

@@ -82,7 +82,7 @@ def block_gradient(block, columns, coefficients, out):  # type: ignore[no-untype
 
 
 @njit(cache=True)
-def adagrad_rows(coordinates, gradient, stored, accumulators, touched, step, epsilon):  # type: ignore[no-untyped-def]
+def adagrad_rows(coordinates, gradient, stored, accumulators, touched, step, delta):  # type: ignore[no-untyped-def]
     """Take one AdaGrad step on the rows ``coordinates`` with float32 ``gradient[j, k]``.
 
     ``step`` is the learning rate divided by the decay scale, rounded to float32.
@@ -95,9 +95,9 @@ def adagrad_rows(coordinates, gradient, stored, accumulators, touched, step, eps
             g = np.float64(gradient[j, k])
             a = _f32(np.float64(accumulators[row, k]) + _f32(g * g))
             accumulators[row, k] = a
-            denominator = _f32(_f32(math.sqrt(a)) + epsilon)
-            delta = _f32(_f32(g / denominator) * step)
-            stored[row, k] = _f32(np.float64(stored[row, k]) - delta)
+            denominator = _f32(_f32(math.sqrt(a)) + delta)
+            change = _f32(_f32(g / denominator) * step)
+            stored[row, k] = _f32(np.float64(stored[row, k]) - change)
 
 
 @njit(cache=True)
@@ -164,7 +164,7 @@ def update_moments(moments, window, x, y):  # type: ignore[no-untyped-def]
 @njit(cache=True)
 def learn_strict_pairs(order, coordinates, coordinate_offsets, block, block_offsets, completion_offsets, n_tokens,
                        margins, weights, annotators, draws, stored, accumulators, touched, scale, decay,
-                       learning_rate, epsilon, counts, annotator_parameters, metrics, metrics_window, moments,
+                       learning_rate, delta, counts, annotator_parameters, metrics, metrics_window, moments,
                        moments_window, live, out_loss, out_correct):  # type: ignore[no-untyped-def]
     """Learn the one-strict-pair examples ``order`` in sequence; return the new decay scale."""
     heads = stored.shape[1]
@@ -218,7 +218,7 @@ def learn_strict_pairs(order, coordinates, coordinate_offsets, block, block_offs
                 g = _f32(difference * scaled[k])
                 a = _f32(np.float64(accumulators[row, k]) + _f32(g * g))
                 accumulators[row, k] = a
-                denominator = _f32(_f32(math.sqrt(a)) + epsilon)
+                denominator = _f32(_f32(math.sqrt(a)) + delta)
                 stored[row, k] = _f32(np.float64(stored[row, k]) - _f32(_f32(g / denominator) * step))
         if scale < MIN_SCALE:
             fold_scale(stored, scale)

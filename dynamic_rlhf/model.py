@@ -65,7 +65,7 @@ class DynamicRLHFModel:
         self.model_id = model_id
         c = self.config
         self.featuriser = HashingFeaturiser(c.dim, c.ngram_max, c.max_tokens, c.name_memory)
-        self.optimiser = LazyAdaGrad(c.n_heads + 1, c.dim, c.learning_rate, c.l2)
+        self.optimiser = LazyAdaGrad(c.n_heads + 1, c.dim, c.learning_rate, c.l2, c.adagrad_delta)
         self.annotators = AnnotatorReliability(c.annotator_prior_agree, c.annotator_prior_disagree, c.annotator_min_weight,
                                                c.annotator_full_weight_reliability, c.annotator_confidence)
         self.metrics = ProgressiveMetrics(window=c.metrics_window)
@@ -184,7 +184,7 @@ class DynamicRLHFModel:
             features.block, features.block_offsets[offset], features.completion_offsets[offset], features.n_tokens,
             np.array([j.pairs[0][3] for j in run]), np.array([j.weight * j.pairs[0][4] for j in run]), annotators,
             draws, optimiser.stored_weights, optimiser.accumulators, optimiser.touched_mask, optimiser.scale,
-            optimiser.decay, optimiser.learning_rate, optimiser.epsilon, counts, self.annotators.parameters(),
+            optimiser.decay, optimiser.learning_rate, optimiser.delta, counts, self.annotators.parameters(),
             metric_vector, metrics.window, moment_vector, self.moments.window, live, losses, correct)
 
         # Copy the running figures back from the kernel's vectors.

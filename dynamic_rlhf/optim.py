@@ -7,13 +7,13 @@ coordinates :math:`u` does, for every head at once:
 
     w \leftarrow (1 - \eta\lambda) \, w, \quad
     G_u \leftarrow G_u + g_u^2, \quad
-    w_u \leftarrow w_u - \eta \, g_u / (\sqrt{G_u} + \epsilon)
+    w_u \leftarrow w_u - \eta \, g_u / (\sqrt{G_u} + \delta)
 
 The decay touches every coordinate, so it is kept lazy: the stored weights
 are :math:`\tilde w = w / s_t` with the scalar :math:`s_t = (1 - \eta\lambda)^t`.
 Decaying all weights is then the O(1) update :math:`s_t = s_{t-1}(1 - \eta\lambda)`,
 reading a weight is :math:`w_u = s_t \tilde w_u`, and the gradient step
-writes :math:`\tilde w_u \leftarrow \tilde w_u - \eta g_u / ((\sqrt{G_u} + \epsilon) s_t)`.
+writes :math:`\tilde w_u \leftarrow \tilde w_u - \eta g_u / ((\sqrt{G_u} + \delta) s_t)`.
 One update therefore costs O(touched coordinates x heads), and the result
 equals dense decay up to float32 rounding. When :math:`s_t` falls below
 1e-20 the scale is folded into the stored weights (one O(dim) pass, about
@@ -45,10 +45,11 @@ class LazyAdaGrad:
     in :mod:`dynamic_rlhf.kernels`.
     """
 
-    def __init__(self, heads: int, dim: int, learning_rate: float, l2: float, epsilon: float = 1e-8) -> None:
+    def __init__(self, heads: int, dim: int, learning_rate: float, l2: float, delta: float = 1e-8) -> None:
         self.learning_rate = learning_rate
         self.l2 = l2
-        self.epsilon = float(np.float32(epsilon))
+        # Rounded to float32, like every operand of the float32 step.
+        self.delta = float(np.float32(delta))
         self.decay = 1.0 - learning_rate * l2
         self.scale = 1.0
         self.stored_weights = np.zeros((dim, heads), dtype=np.float32)
@@ -81,7 +82,7 @@ class LazyAdaGrad:
         kernels.block_gradient(block.reshape(-1), columns, np.ascontiguousarray(coefficients, dtype=np.float64), gradient)
         step = float(np.float32(self.learning_rate / self.scale))
         kernels.adagrad_rows(coordinates, gradient, self.stored_weights, self.accumulators, self.touched_mask,
-                             step, self.epsilon)
+                             step, self.delta)
         self.fold_if_small()
 
     def fold_if_small(self) -> None:

@@ -1,8 +1,8 @@
 """The learn agent: validate preference events and apply online updates to each model.
 
-Events arrive in micro-batches (``DRLHF_BATCH_MAX_EVENTS`` within ``DRLHF_BATCH_WAIT_MS``)
-but are applied one at a time in partition order, so a batch gives the same model as the
-same events one by one. Events are acknowledged only by the checkpoint that contains them
+Events arrive in micro-batches (``DRLHF_BATCH_MAX_EVENTS`` within ``DRLHF_BATCH_WAIT_MS``).
+Consecutive valid events of one model are learned with one ``learn_many`` call, which
+applies them in partition order and gives the same model as the events one by one. Events are acknowledged only by the checkpoint that contains them
 (see `service.checkpoint`).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 
 from faust.types import EventT, StreamT
@@ -19,7 +20,7 @@ from dynamic_rlhf import FeedbackError
 from service.agents.common import RateLimitedLog, dead_letter, event_batches, model_key, publish_record
 from service.agents.checkpointing import run_checkpoint
 from service.agents.labels import label_pair_records
-from service.checkpoint import CheckpointError
+from service.checkpoint import CheckpointError, ModelState
 from service.codecs import decode_payload
 from service.errors import InvalidInput
 from service.events import parse_preference_event
@@ -46,25 +47,95 @@ async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimited
     # Model gauges (loss, accuracy, norm) are refreshed by each checkpoint round, not here:
     # model.stats() computes the weight norm over every bucket, which costs milliseconds.
     sends: list[Awaitable[Any]] = []
+    group = _Group()
+    # Label-pair records score the model right after each event, so those events are learned one by one.
+    one_by_one = runtime.settings.publish_label_pairs
     for event in events:
         started = time.perf_counter()
         try:
-            _learn_event(runtime, event, sends, warn)
+            admitted = _admit_event(runtime, event, sends, warn)
         except Exception:
             # A bug in this service or the core must not stop the stream, so the event is dead-lettered.
-            errors.exception("learn: unexpected error on %s[%d]@%d", event.message.topic,
-                             event.message.partition, event.message.offset)
-            runtime.metrics.events.labels(runtime.metrics.model_label(model_key(event)), "invalid").inc()
-            sends.append(dead_letter(runtime, event, "internal_error", "unexpected error while learning", None))
-        runtime.metrics.event_processing.labels(AGENT).observe(time.perf_counter() - started)
+            _internal_error(runtime, event, sends, errors)
+            admitted = None
+        if admitted is None:
+            runtime.metrics.event_processing.labels(AGENT).observe(time.perf_counter() - started)
+            continue
+
+        state, examples = admitted
+        if group.state is not state or one_by_one:
+            _learn_group(runtime, group, sends, errors)
+            group = _Group(state)
+        group.add(event, examples, time.perf_counter() - started)
+    _learn_group(runtime, group, sends, errors)
 
     runtime.store.defer_ack(events, sends)
     if runtime.store.checkpoint_due():
         await run_checkpoint(runtime)
 
 
-def _learn_event(runtime: Runtime, event: EventT, sends: list[Awaitable[Any]], warn: RateLimitedLog) -> str | None:
-    """Apply one event; return the model id it changed, or None."""
+@dataclass
+class _Group:
+    """Consecutive admitted events of one model, learned with one ``learn_many`` call."""
+
+    state: ModelState | None = None
+    events: list[EventT] = field(default_factory=list)
+    examples: list[list[Any]] = field(default_factory=list)
+    admit_seconds: list[float] = field(default_factory=list)
+
+    def add(self, event: EventT, examples: list[Any], admit_seconds: float) -> None:
+        self.events.append(event)
+        self.examples.append(examples)
+        self.admit_seconds.append(admit_seconds)
+
+
+def _learn_group(runtime: Runtime, group: _Group, sends: list[Awaitable[Any]], errors: RateLimitedLog) -> None:
+    """Learn a group's examples in event order, then count and publish per event.
+
+    ``learn_many`` gives the same model as ``learn_one`` on each example, so grouping
+    changes speed, not results.
+    """
+    state = group.state
+    if state is None or not group.events:
+        return
+    metrics = runtime.metrics
+    label = metrics.model_label(state.model_id)
+    started = time.perf_counter()
+    try:
+        outcomes = state.model.learn_many([example for examples in group.examples for example in examples])
+    except Exception:
+        for event in group.events:
+            _internal_error(runtime, event, sends, errors)
+        return
+    learn_share = (time.perf_counter() - started) / len(group.events)
+
+    position = 0
+    for event, examples, admit_seconds in zip(group.events, group.examples, group.admit_seconds):
+        pairs = sum(outcome.pairs for outcome in outcomes[position:position + len(examples)])
+        position += len(examples)
+        metrics.events.labels(label, "applied" if pairs else "skipped").inc()
+        if pairs:
+            metrics.pairs_trained.labels(label).inc(pairs)
+        if runtime.settings.publish_label_pairs:
+            for record in label_pair_records(state.model, examples, event_timestamp_s=event.message.timestamp):
+                sends.append(publish_record(runtime, record))
+                metrics.records_published.labels(label, record["kind"]).inc()
+        metrics.event_processing.labels(AGENT).observe(admit_seconds + learn_share)
+
+
+def _internal_error(runtime: Runtime, event: EventT, sends: list[Awaitable[Any]], errors: RateLimitedLog) -> None:
+    errors.exception("learn: unexpected error on %s[%d]@%d", event.message.topic,
+                     event.message.partition, event.message.offset)
+    runtime.metrics.events.labels(runtime.metrics.model_label(model_key(event)), "invalid").inc()
+    sends.append(dead_letter(runtime, event, "internal_error", "unexpected error while learning", None))
+
+
+def _admit_event(runtime: Runtime, event: EventT, sends: list[Awaitable[Any]],
+                 warn: RateLimitedLog) -> tuple[ModelState, list[Any]] | None:
+    """Validate one event and mark it applied; return its model state and examples, or None.
+
+    None means the event was dead-lettered, was a replayed duplicate, or held no example.
+    """
     message = event.message
     metrics = runtime.metrics
     limits = runtime.settings.limits
@@ -109,20 +180,6 @@ def _learn_event(runtime: Runtime, event: EventT, sends: list[Awaitable[Any]], w
         sends.append(dead_letter(runtime, event, "wrong_partition", detail, content_type))
         return None
 
-    pairs = 0
-    skipped = 0
-    for example in examples:
-        outcome = state.model.learn_one(example)
-        pairs += outcome.pairs
-        skipped += outcome.skipped
+    # Marked now, learned when its group is: events of one partition arrive in offset order.
     state.mark_applied(message.topic, message.partition, message.offset)
-
-    metrics.events.labels(label, "applied" if pairs else "skipped").inc()
-    if pairs:
-        metrics.pairs_trained.labels(label).inc(pairs)
-
-    if runtime.settings.publish_label_pairs:
-        for record in label_pair_records(state.model, examples, event_timestamp_s=message.timestamp):
-            sends.append(publish_record(runtime, record))
-            metrics.records_published.labels(label, record["kind"]).inc()
-    return model_id
+    return state, examples

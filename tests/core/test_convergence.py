@@ -19,10 +19,12 @@ def held_out_accuracy(model: DynamicRLHFModel, generator: SyntheticPreferences, 
     return generator.expected_accuracy(test, picks)
 
 
-def test_unigram_model_reaches_bayes_accuracy(stream) -> None:
-    # The hidden reward is linear in unigram counts, so unigrams span it.
+@pytest.mark.parametrize("config", [ModelConfig(), ModelConfig(ngram_max=1)], ids=["default", "unigrams"])
+def test_model_comes_within_two_points_of_bayes_accuracy(stream, config: ModelConfig) -> None:
+    # Measured after 20,000 pairs: 0.7228 (default, with bigrams) and 0.7233 (unigrams)
+    # against a Bayes-optimal 0.7343.
     generator, train, test = stream
-    model = DynamicRLHFModel(ModelConfig(ngram_max=1))
+    model = DynamicRLHFModel(config)
 
     model.learn_many(train)
 
@@ -31,17 +33,4 @@ def test_unigram_model_reaches_bayes_accuracy(stream) -> None:
     assert bayes == pytest.approx(0.734, abs=0.01)
     assert accuracy > bayes - 0.02
     assert model.stats().progressive_accuracy > bayes - 0.04
-
-
-def test_default_model_learns_the_preference(stream) -> None:
-    # Bigrams add parameters the hidden reward does not use, so the default
-    # config needs more data; after 20k pairs it is within 3 points.
-    generator, train, test = stream
-    model = DynamicRLHFModel()
-
-    model.learn_many(train)
-
-    bayes = generator.bayes_accuracy(test)
-    accuracy = held_out_accuracy(model, generator, test)
-    assert accuracy > bayes - 0.03
-    assert model.stats().recent_accuracy > 0.66
+    assert model.stats().recent_accuracy > 0.70
