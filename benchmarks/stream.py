@@ -1,9 +1,10 @@
 """Stream benchmark: the Faust worker against a plain aiokafka consumer loop, through one broker.
 
-Both consumers apply the same work to every preference event: `decode_payload`,
-`parse_preference_event` and `DynamicRLHFModel.learn_one`, one model per model id. The
-plain loop is the practical limit of the Kafka client, and the worker adds Faust, the
-checkpoints, the metrics and the health tracking on top of it.
+Both consumers apply the same work to every preference event: `decode_payload` and
+`parse_preference_event` per event, then `DynamicRLHFModel.learn_many` on each model's
+consecutive events of a fetched batch (one model per model id; the same model as
+`learn_one` per event). The plain loop is the practical limit of the Kafka client, and
+the worker adds Faust, the checkpoints, the metrics and the health tracking on top of it.
 
 Each repetition uses a fresh topic, pre-filled with the same seeded synthetic events:
 
@@ -16,7 +17,7 @@ Each repetition uses a fresh topic, pre-filled with the same seeded synthetic ev
    k-th latency event counts as processed at the first scrape that shows k events, so its
    latency is that scrape time minus the record's CreateTime. This is an upper bound, too
    high by at most one scrape interval plus the rest of the micro-batch that held the event;
-4. latency of the plain loop on the same paced stream, measured after each `learn_one`.
+4. latency of the plain loop on the same paced stream, measured after each fetched batch is learned.
 
 Run it against a broker on loopback, for example one from ``deploy/local-kafka/kafka-local``::
 
@@ -162,14 +163,19 @@ class PacedProducer:
         return timestamps
 
 
-def apply_message(models: dict[str, DynamicRLHFModel], value: bytes, headers: Any) -> None:
-    """Apply the worker's per-event work: decode, validate, then `learn_one` on the event's model."""
-    obj, _ = decode_payload(value, headers, LIMITS)
-    for example in parse_preference_event(obj, LIMITS):
-        model = models.get(example.model_id)
+def apply_batch(models: dict[str, DynamicRLHFModel], records: list[Any]) -> None:
+    """Apply the worker's work to one fetched batch: decode and validate each event, then
+    learn every model's examples in order with one `learn_many` call, as the learn agent does."""
+    by_model: dict[str, list[Any]] = {}
+    for record in records:
+        obj, _ = decode_payload(record.value, record.headers, LIMITS)
+        for example in parse_preference_event(obj, LIMITS):
+            by_model.setdefault(example.model_id, []).append(example)
+    for model_id, examples in by_model.items():
+        model = models.get(model_id)
         if model is None:
-            model = models[example.model_id] = DynamicRLHFModel(model_id=example.model_id)
-        model.learn_one(example)
+            model = models[model_id] = DynamicRLHFModel(model_id=model_id)
+        model.learn_many(examples)
 
 
 async def _assigned_consumer(bootstrap: str, topic: str, partitions: int, from_end: bool) -> AIOKafkaConsumer:
@@ -202,9 +208,8 @@ async def baseline_throughput(bootstrap: str, topic: str, partitions: int, n_eve
             for records in batches.values():
                 if not first_s:
                     first_s = time.perf_counter()
-                for record in records:
-                    apply_message(models, record.value, record.headers)
-                consumed += sum(1 for _ in records)
+                apply_batch(models, records)
+                consumed += len(records)
         elapsed_s = time.perf_counter() - first_s
     finally:
         await consumer.stop()
@@ -222,9 +227,9 @@ async def baseline_latency(bootstrap: str, topic: str, partitions: int, rate: fl
         while len(latencies_ms) < producer.n_events and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=100, max_records=500)
             for records in batches.values():
-                for record in records:
-                    apply_message(models, record.value, record.headers)
-                    latencies_ms.append(time.time() * 1000 - record.timestamp)
+                apply_batch(models, records)
+                applied_ms = time.time() * 1000
+                latencies_ms.extend(applied_ms - record.timestamp for record in records)
     finally:
         await consumer.stop()
         producer.timestamps_ms(timeout_s=60)
