@@ -1,7 +1,7 @@
 """The learn agent: validate preference events and apply online updates to each model.
 
 Events arrive in micro-batches (``DRLHF_BATCH_MAX_EVENTS`` within ``DRLHF_BATCH_WAIT_MS``).
-Consecutive valid events of one model are learned with one ``learn_many`` call, which
+The valid events of each model in a batch are learned with one ``learn_many`` call, which
 applies them in partition order and gives the same model as the events one by one. Events are acknowledged only by the checkpoint that contains them
 (see `service.checkpoint`).
 """
@@ -47,7 +47,9 @@ async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimited
     # Model gauges (loss, accuracy, norm) are refreshed by each checkpoint round, not here:
     # model.stats() computes the weight norm over every bucket, which costs milliseconds.
     sends: list[Awaitable[Any]] = []
-    group = _Group()
+    # One group per model; events of different models are independent, so only the
+    # order within a model matters, and a group keeps it.
+    groups: dict[str, _Group] = {}
     # Label-pair records score the model right after each event, so those events are learned one by one.
     one_by_one = runtime.settings.publish_label_pairs
     for event in events:
@@ -63,11 +65,12 @@ async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimited
             continue
 
         state, examples = admitted
-        if group.state is not state or one_by_one:
-            _learn_group(runtime, group, sends, errors)
-            group = _Group(state)
+        group = groups.setdefault(state.model_id, _Group(state))
         group.add(event, examples, time.perf_counter() - started)
-    _learn_group(runtime, group, sends, errors)
+        if one_by_one:
+            _learn_group(runtime, groups.pop(state.model_id), sends, errors)
+    for group in groups.values():
+        _learn_group(runtime, group, sends, errors)
 
     runtime.store.defer_ack(events, sends)
     if runtime.store.checkpoint_due():
@@ -76,7 +79,7 @@ async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimited
 
 @dataclass
 class _Group:
-    """Consecutive admitted events of one model, learned with one ``learn_many`` call."""
+    """Admitted events of one model from one micro-batch, learned with one ``learn_many`` call."""
 
     state: ModelState | None = None
     events: list[EventT] = field(default_factory=list)
