@@ -37,6 +37,8 @@ else:
     COMPILED = True
 
 MIN_SCALE = 1e-20
+# The optimiser's table is (dim, 2, heads): a bucket's weights and accumulators are adjacent in memory.
+WEIGHT, ACCUMULATOR = 0, 1
 
 # Indices into the float64 state vectors passed to the kernels.
 METRIC_FIELDS = ("pairs", "loss_sum", "strict", "correct", "margin_sum", "recent_loss", "recent_accuracy")
@@ -50,9 +52,9 @@ def _f32(x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def block_rewards(coordinates, block, columns, stored, scale, out):  # type: ignore[no-untyped-def]
+def block_rewards(coordinates, block, columns, table, scale, out):  # type: ignore[no-untyped-def]
     """Write the rewards ``out[c, k]`` of the block's columns under every head."""
-    heads = stored.shape[1]
+    heads = table.shape[2]
     for c in range(columns):
         for k in range(heads):
             out[c, k] = 0.0
@@ -62,7 +64,7 @@ def block_rewards(coordinates, block, columns, stored, scale, out):  # type: ign
             x = np.float64(block[j * columns + c])
             if x != 0.0:
                 for k in range(heads):
-                    out[c, k] += x * np.float64(stored[row, k])
+                    out[c, k] += x * np.float64(table[row, WEIGHT, k])
     for c in range(columns):
         for k in range(heads):
             out[c, k] *= scale
@@ -82,32 +84,36 @@ def block_gradient(block, columns, coefficients, out):  # type: ignore[no-untype
 
 
 @njit(cache=True)
-def adagrad_rows(coordinates, gradient, stored, accumulators, touched, step, delta):  # type: ignore[no-untyped-def]
+def adagrad_rows(coordinates, gradient, table, touched, step, delta):  # type: ignore[no-untyped-def]
     """Take one AdaGrad step on the rows ``coordinates`` with float32 ``gradient[j, k]``.
 
     ``step`` is the learning rate divided by the decay scale, rounded to float32.
     """
-    heads = stored.shape[1]
+    heads = table.shape[2]
     for j in range(len(coordinates)):
         row = coordinates[j]
         touched[row] = True
         for k in range(heads):
-            g = np.float64(gradient[j, k])
-            a = _f32(np.float64(accumulators[row, k]) + _f32(g * g))
-            accumulators[row, k] = a
-            denominator = _f32(_f32(math.sqrt(a)) + delta)
-            change = _f32(_f32(g / denominator) * step)
-            stored[row, k] = _f32(np.float64(stored[row, k]) - change)
+            _adagrad(table, row, k, np.float64(gradient[j, k]), step, delta)
 
 
 @njit(cache=True)
-def fold_scale(stored, scale):  # type: ignore[no-untyped-def]
+def _adagrad(table, row, k, g, step, delta):  # type: ignore[no-untyped-def]
+    # G += g^2; w -= step * g / (sqrt(G) + delta), each operation rounded to float32.
+    a = _f32(np.float64(table[row, ACCUMULATOR, k]) + _f32(g * g))
+    table[row, ACCUMULATOR, k] = a
+    denominator = _f32(_f32(math.sqrt(a)) + delta)
+    table[row, WEIGHT, k] = _f32(np.float64(table[row, WEIGHT, k]) - _f32(_f32(g / denominator) * step))
+
+
+@njit(cache=True)
+def fold_scale(table, scale):  # type: ignore[no-untyped-def]
     """Multiply every stored weight by ``scale`` (the rare O(dim) pass of the lazy decay)."""
     factor = np.float64(np.float32(scale))
-    for row in range(stored.shape[0]):
-        for k in range(stored.shape[1]):
-            if stored[row, k] != 0.0:
-                stored[row, k] = _f32(np.float64(stored[row, k]) * factor)
+    for row in range(table.shape[0]):
+        for k in range(table.shape[2]):
+            if table[row, WEIGHT, k] != 0.0:
+                table[row, WEIGHT, k] = _f32(np.float64(table[row, WEIGHT, k]) * factor)
 
 
 @njit(cache=True)
@@ -163,11 +169,11 @@ def update_moments(moments, window, x, y):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def learn_strict_pairs(order, coordinates, coordinate_offsets, block, block_offsets, completion_offsets, n_tokens,
-                       margins, weights, annotators, draws, stored, accumulators, touched, scale, decay,
+                       margins, weights, annotators, draws, table, touched, scale, decay,
                        learning_rate, delta, counts, annotator_parameters, metrics, metrics_window, moments,
                        moments_window, live, out_loss, out_correct):  # type: ignore[no-untyped-def]
     """Learn the one-strict-pair examples ``order`` in sequence; return the new decay scale."""
-    heads = stored.shape[1]
+    heads = table.shape[2]
     rewards = np.zeros((2, heads))
     scaled = np.zeros(heads)
     for i in range(len(order)):
@@ -178,7 +184,7 @@ def learn_strict_pairs(order, coordinates, coordinate_offsets, block, block_offs
         # Head weights, then rewards before the update.
         annotator = annotators[e]
         label_weight = weights[e] * annotator_weight(counts, annotator, annotator_parameters)
-        block_rewards(rows, features, 2, stored, scale, rewards)
+        block_rewards(rows, features, 2, table, scale, rewards)
 
         # d loss / d difference per head, times the head weight (sigmoid on its stable side).
         margin = margins[e]
@@ -215,12 +221,8 @@ def learn_strict_pairs(order, coordinates, coordinate_offsets, block, block_offs
             if difference == 0.0:
                 continue  # a zero gradient leaves the accumulator and the weight unchanged
             for k in range(heads):
-                g = _f32(difference * scaled[k])
-                a = _f32(np.float64(accumulators[row, k]) + _f32(g * g))
-                accumulators[row, k] = a
-                denominator = _f32(_f32(math.sqrt(a)) + delta)
-                stored[row, k] = _f32(np.float64(stored[row, k]) - _f32(_f32(g / denominator) * step))
+                _adagrad(table, row, k, _f32(difference * scaled[k]), step, delta)
         if scale < MIN_SCALE:
-            fold_scale(stored, scale)
+            fold_scale(table, scale)
             scale = 1.0
     return scale

@@ -183,7 +183,7 @@ class DynamicRLHFModel:
             np.arange(len(run), dtype=np.int64), features.coordinates, features.coordinate_offsets[offset],
             features.block, features.block_offsets[offset], features.completion_offsets[offset], features.n_tokens,
             np.array([j.pairs[0][3] for j in run]), np.array([j.weight * j.pairs[0][4] for j in run]), annotators,
-            draws, optimiser.stored_weights, optimiser.accumulators, optimiser.touched_mask, optimiser.scale,
+            draws, optimiser.table, optimiser.touched_mask, optimiser.scale,
             optimiser.decay, optimiser.learning_rate, optimiser.delta, counts, self.annotators.parameters(),
             metric_vector, metrics.window, moment_vector, self.moments.window, live, losses, correct)
 

@@ -39,10 +39,11 @@ Float32Array = NDArray[np.float32]
 class LazyAdaGrad:
     """Weights, AdaGrad accumulators and the decay scale of ``heads`` linear models.
 
-    Both arrays are coordinate-major, shape ``(dim, heads)``: the heads of
-    one bucket are adjacent, so reading or writing the touched buckets of
-    all heads costs one contiguous row per bucket. The loops themselves are
-    in :mod:`dynamic_rlhf.kernels`.
+    Both arrays are coordinate-major, shape ``(dim, heads)``, and are views
+    of one ``(dim, 2, heads)`` table: the weights and accumulators of all
+    heads of one bucket are 72 adjacent bytes (with 9 heads), so an update
+    touches one or two cache lines per bucket. The loops themselves are in
+    :mod:`dynamic_rlhf.kernels`.
     """
 
     def __init__(self, heads: int, dim: int, learning_rate: float, l2: float, delta: float = 1e-8) -> None:
@@ -52,8 +53,11 @@ class LazyAdaGrad:
         self.delta = float(np.float32(delta))
         self.decay = 1.0 - learning_rate * l2
         self.scale = 1.0
-        self.stored_weights = np.zeros((dim, heads), dtype=np.float32)
-        self.accumulators = np.zeros((dim, heads), dtype=np.float32)
+        # One table, so the weights and accumulators of a bucket share cache lines;
+        # the two arrays below are views of it.
+        self.table = np.zeros((dim, 2, heads), dtype=np.float32)
+        self.stored_weights = self.table[:, kernels.WEIGHT, :]
+        self.accumulators = self.table[:, kernels.ACCUMULATOR, :]
         self.touched_mask = np.zeros(dim, dtype=np.bool_)
 
     @property
@@ -68,7 +72,7 @@ class LazyAdaGrad:
     def rewards(self, coordinates: NDArray[np.int64], block: Float32Array, columns: int) -> NDArray[np.float64]:
         """Return the ``(columns, heads)`` rewards of a row-major ``(buckets, columns)`` block."""
         out = np.empty((columns, self.heads))
-        kernels.block_rewards(coordinates, block.reshape(-1), columns, self.stored_weights, self.scale, out)
+        kernels.block_rewards(coordinates, block.reshape(-1), columns, self.table, self.scale, out)
         return out
 
     def step(self, coordinates: NDArray[np.int64], block: Float32Array, columns: int,
@@ -81,14 +85,13 @@ class LazyAdaGrad:
         gradient = np.empty((len(coordinates), self.heads), dtype=np.float32)
         kernels.block_gradient(block.reshape(-1), columns, np.ascontiguousarray(coefficients, dtype=np.float64), gradient)
         step = float(np.float32(self.learning_rate / self.scale))
-        kernels.adagrad_rows(coordinates, gradient, self.stored_weights, self.accumulators, self.touched_mask,
-                             step, self.delta)
+        kernels.adagrad_rows(coordinates, gradient, self.table, self.touched_mask, step, self.delta)
         self.fold_if_small()
 
     def fold_if_small(self) -> None:
         """Fold the decay scale into the stored weights once it nears float underflow."""
         if self.scale < kernels.MIN_SCALE:
-            kernels.fold_scale(self.stored_weights, self.scale)
+            kernels.fold_scale(self.table, self.scale)
             self.scale = 1.0
 
     def touched(self) -> NDArray[np.int64]:
