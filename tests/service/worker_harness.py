@@ -66,9 +66,10 @@ def settings_for(env: dict[str, str]) -> Settings:
 class Worker:
     """One ``dynamic-rlhf worker`` subprocess with its log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None) -> None:
         self.env = env
         self.log_path = log_path
+        self.command = command or [sys.executable, "-m", "service", "worker"]
         self.process: subprocess.Popen[bytes] | None = None
         self.base_url = f"http://127.0.0.1:{env['DRLHF_WEB_PORT']}"
 
@@ -76,7 +77,7 @@ class Worker:
         full_env = {**os.environ, **self.env}
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "worker"],
+            self.command,
             cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()

@@ -1,0 +1,81 @@
+"""Liveness of a real worker whose learn agent stops consuming while its input has lag."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from service.demo_stream import synthetic_preference_events
+from tests.service.worker_harness import Worker, produce_json, sample, settings_for, unique_env
+
+pytestmark = pytest.mark.kafka
+
+STALL_TIMEOUT_S = 4
+# The worker runs as usual, except that the learn agent blocks forever on the first batch
+# holding an event keyed "stall": it stops consuming while the web server keeps answering.
+STALLING_WORKER = """
+import asyncio, sys
+import service.agents.learn as learn
+
+original = learn._learn_batch
+
+async def stalling(runtime, events, *args):
+    if any(event.message.key == b"stall" for event in events):
+        await asyncio.Event().wait()
+    await original(runtime, events, *args)
+
+learn._learn_batch = stalling
+from service.cli import main
+sys.exit(main(["worker"]))
+"""
+
+
+def live_body(worker: Worker) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(worker.base_url + "/health/live", timeout=5) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), json.loads(exc.read())
+
+
+def test_stalled_learn_agent_with_lag_is_not_live(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = unique_env(kafka_bootstrap, DRLHF_PARTITIONS="1", DRLHF_STALL_TIMEOUT_S=str(STALL_TIMEOUT_S),
+                     DRLHF_LAG_INTERVAL_MS="500")
+    settings = settings_for(env)
+    worker = Worker(env, tmp_path / "worker.log", [sys.executable, "-c", STALLING_WORKER]).start()
+    try:
+        worker.wait_ready()
+        produce_json(settings.bootstrap_servers, settings.topic_preferences, "healthy",
+                     synthetic_preference_events(5, seed=1, model_id="healthy"))
+        deadline = time.monotonic() + 60
+        while sample(worker.metrics(), "dynamic_rlhf_events_total") < 5 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert sample(worker.metrics(), "dynamic_rlhf_events_total") == 5
+        assert live_body(worker) == (200, {"status": "ok", "problems": []})
+
+        # One event the agent blocks on, then more behind it: lag that is never consumed.
+        produce_json(settings.bootstrap_servers, settings.topic_preferences, "stall",
+                     synthetic_preference_events(4, seed=2, model_id="stall"))
+        stalled_at = time.monotonic()
+        status, body = live_body(worker)
+        while status == 200 and time.monotonic() < stalled_at + 60:
+            time.sleep(0.5)
+            status, body = live_body(worker)
+        failed_after_s = time.monotonic() - stalled_at
+        samples = worker.metrics()
+    finally:
+        worker.kill()
+
+    assert status == 503, worker.log_tail()
+    assert body["status"] == "failing"
+    assert len(body["problems"]) == 1
+    assert body["problems"][0].startswith(f"{settings.topic_preferences}[0] has lag 4 and no event consumed for")
+    assert STALL_TIMEOUT_S <= failed_after_s < STALL_TIMEOUT_S + 15
+    assert sample(samples, "dynamic_rlhf_consumer_lag", topic=settings.topic_preferences, partition="0") == 4
+    assert sample(samples, "dynamic_rlhf_events_total") == 5
