@@ -1,10 +1,10 @@
 r"""The learner's inner loops over sparse rows, compiled with numba when it is installed.
 
 Every function here is plain Python over numpy arrays. With numba installed they are
-compiled on first use (and cached on disk); without it they run as written, slower,
-and give the same bits. Both hold because the arithmetic is spelled out: sums run in
-float64 in a fixed order (never BLAS, whose blocking and FMA use differ between CPUs,
-so a saved model scores identically on every host), and every value stored in a
+compiled on first use (and cached on disk). Without numba they run as written, slower,
+and give the same bits. Both hold because the arithmetic is spelled out. Sums run in
+float64 in a fixed order and never in BLAS, whose blocking and FMA use differ between
+CPUs, so a saved model scores identically on every host. Every value stored in a
 float32 array is rounded once per operation, as float32 numpy arithmetic does.
 
 The steps of :func:`learn_strict_pairs` for each pair, in order:
@@ -139,7 +139,7 @@ def observe_annotator(counts, index, probability, confidence):  # type: ignore[n
 
 @njit(cache=True)
 def update_metrics(metrics, window, pairs, loss_sum, strict, correct, margin_sum):  # type: ignore[no-untyped-def]
-    """The kernel form of ``ProgressiveMetrics.update`` on the vector ``METRIC_FIELDS``."""
+    """Add one example's comparisons to the vector ``METRIC_FIELDS``, as ``ProgressiveMetrics.update`` does."""
     if pairs:
         metrics[0] += pairs
         metrics[1] += loss_sum
@@ -155,7 +155,7 @@ def update_metrics(metrics, window, pairs, loss_sum, strict, correct, margin_sum
 
 @njit(cache=True)
 def update_moments(moments, window, x, y):  # type: ignore[no-untyped-def]
-    """The kernel form of ``RunningMoments.update`` on the vector ``MOMENT_FIELDS``."""
+    """Add one observation to the vector ``MOMENT_FIELDS``, as ``RunningMoments.update`` does."""
     moments[0] += 1.0
     a = 1.0 / min(moments[0], window)
     dx = x - moments[1]

@@ -93,8 +93,11 @@ def test_overlap_bigrams_and_dense_values() -> None:
 
     coordinates, block = features.example(0)
     by_name = {names[b][0]: names[b][1] * v for b, v in zip(coordinates.tolist(), block[:, 0].tolist()) if b in names}
-    assert by_name["the launch"] == 1.0 and by_name["on time"] == 1.0
-    assert by_name["prompt:launch"] == 1.0 and by_name["prompt:time"] == 1.0 and by_name["prompt:on"] == 1.0
+    assert by_name["the launch"] == 1.0
+    assert by_name["on time"] == 1.0
+    assert by_name["prompt:launch"] == 1.0
+    assert by_name["prompt:time"] == 1.0
+    assert by_name["prompt:on"] == 1.0
     assert by_name["dense:log_tokens"] == pytest.approx(math.log1p(5))
     assert by_name["dense:prompt_overlap"] == pytest.approx(5 / 5)
     assert features.n_tokens.tolist() == [5, 0]

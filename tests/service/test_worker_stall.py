@@ -18,7 +18,7 @@ pytestmark = pytest.mark.kafka
 
 STALL_TIMEOUT_S = 4
 # The worker runs as usual, except that the learn agent blocks forever on the first batch
-# holding an event keyed "stall": it stops consuming while the web server keeps answering.
+# holding an event keyed "stall". It stops consuming while the web server keeps serving requests.
 STALLING_WORKER = """
 import asyncio, sys
 import service.agents.learn as learn
