@@ -7,7 +7,7 @@ float64 in a fixed order and never in BLAS, whose blocking and FMA use differ be
 CPUs, so a saved model scores identically on every host. Every value stored in a
 float32 array is rounded once per operation, as float32 numpy arithmetic does.
 
-The steps of :func:`learn_strict_pairs` for each pair, in order:
+The steps of :func:`learn_single_pairs` for each pair, in order:
 
 1. label weight: the example weight times the annotator's current reliability weight;
    head ``k`` weighs the pair by that times its Poisson(1) draw (``draws[e, 0] = 1``);
@@ -15,7 +15,9 @@ The steps of :func:`learn_strict_pairs` for each pair, in order:
 3. progressive metrics of head 0 (loss, accuracy, margin), annotator agreement and
    reward/length moments (see :mod:`dynamic_rlhf.running`, :mod:`dynamic_rlhf.annotators`);
 4. the lazy decay (``scale *= decay``) and one AdaGrad step on the pair's buckets with
-   gradient :math:`(x_a - x_b)\, h_k\, (\sigma(d_k - m) - 1)` (see :mod:`dynamic_rlhf.optim`).
+   gradient :math:`(x_a - x_b)\, h_k\, (\sigma(d_k - m) - 1)` for a strict pair, or the
+   Davidson and push-down terms of :mod:`dynamic_rlhf.objective` for ties (see
+   :mod:`dynamic_rlhf.optim`).
 """
 
 from __future__ import annotations
@@ -168,48 +170,87 @@ def update_moments(moments, window, x, y):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def learn_strict_pairs(order, coordinates, coordinate_offsets, block, block_offsets, completion_offsets, n_tokens,
-                       margins, weights, annotators, draws, table, touched, scale, decay,
-                       learning_rate, delta, counts, annotator_parameters, metrics, metrics_window, moments,
+def _sigmoid(x):  # type: ignore[no-untyped-def]
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    tail = math.exp(x)
+    return tail / (1.0 + tail)
+
+
+@njit(cache=True)
+def _davidson(d, nu):  # type: ignore[no-untyped-def]
+    """Return the Davidson tie loss and its derivative by ``d`` (see ``losses.davidson_tie``)."""
+    a = 0.5 * abs(d)
+    e1 = math.exp(-a)
+    e2 = e1 * e1
+    denominator = 1.0 + e2 + nu * e1
+    sign = 1.0 if d > 0.0 else (-1.0 if d < 0.0 else 0.0)
+    return a + math.log(denominator) - math.log(nu), sign * 0.5 * (1.0 - e2) / denominator
+
+
+@njit(cache=True)
+def learn_single_pairs(order, coordinates, coordinate_offsets, block, block_offsets, completion_offsets, n_tokens,
+                       kinds, margins, weights, annotators, draws, table, touched, scale, decay, learning_rate, delta,
+                       tie_nu, tie_bad_strength, counts, annotator_parameters, metrics, metrics_window, moments,
                        moments_window, live, out_loss, out_correct):  # type: ignore[no-untyped-def]
-    """Learn the one-strict-pair examples ``order`` in sequence; return the new decay scale."""
+    """Learn the one-pair examples ``order`` (strict, tie or both-bad tie) in sequence; return the new scale.
+
+    ``kinds`` uses the codes of ``dynamic_rlhf.feedback``: 0 strict, 1 tie, 2 both-bad tie.
+    """
     heads = table.shape[2]
     rewards = np.zeros((2, heads))
-    scaled = np.zeros(heads)
+    first_coefficient = np.zeros(heads)
+    second_coefficient = np.zeros(heads)
     for i in range(len(order)):
         e = order[i]
         rows = coordinates[coordinate_offsets[e]:coordinate_offsets[e + 1]]
         features = block[block_offsets[e]:block_offsets[e + 1]]
+        kind = kinds[e]
 
         # Head weights, then rewards before the update.
         annotator = annotators[e]
         label_weight = weights[e] * annotator_weight(counts, annotator, annotator_parameters)
         block_rewards(rows, features, 2, table, scale, rewards)
 
-        # d loss / d difference per head, times the head weight (sigmoid on its stable side).
+        # d objective / d reward of each completion, per head and times the head weight.
         margin = margins[e]
         for k in range(heads):
-            z = (rewards[0, k] - rewards[1, k]) - margin
-            if z >= 0.0:
-                tail = math.exp(-z)
-                tail = tail / (1.0 + tail)
+            head_weight = label_weight * draws[e, k]
+            d = rewards[0, k] - rewards[1, k]
+            if kind == 0:
+                # Bradley-Terry: sigma(d - m) - 1 = -sigma(m - d), on the side that cannot overflow.
+                gradient = -_sigmoid(margin - d)
+                first_coefficient[k] = _f32(gradient * head_weight)
+                second_coefficient[k] = -first_coefficient[k]
             else:
-                tail = 1.0 / (1.0 + math.exp(z))
-            scaled[k] = _f32(-tail * (label_weight * draws[e, k]))
+                _, gradient = _davidson(d, tie_nu)
+                first = gradient
+                second = -gradient
+                if kind == 2 and tie_bad_strength > 0.0:
+                    first += tie_bad_strength * _sigmoid(rewards[0, k])
+                    second += tie_bad_strength * _sigmoid(rewards[1, k])
+                first_coefficient[k] = first * head_weight
+                second_coefficient[k] = second * head_weight
 
-        # Progressive figures of head 0.
+        # Progressive figures of head 0: accuracy and margin count strict pairs only.
         d0 = rewards[0, 0] - rewards[1, 0]
-        z0 = d0 - margin
-        loss = math.log1p(math.exp(-abs(z0))) + max(-z0, 0.0)
-        correct = 1 if d0 > 0.0 else 0
+        if kind == 0:
+            z0 = d0 - margin
+            loss = math.log1p(math.exp(-abs(z0))) + max(-z0, 0.0)
+            correct = 1 if d0 > 0.0 else 0
+            update_metrics(metrics, metrics_window, 1, loss, 1, correct, d0)
+        else:
+            loss, _ = _davidson(d0, tie_nu)
+            correct = 0
+            update_metrics(metrics, metrics_window, 1, loss, 0, 0, 0.0)
         out_loss[i] = loss
         out_correct[i] = correct
-        update_metrics(metrics, metrics_window, 1, loss, 1, correct, d0)
         if live:
-            observe_annotator(counts, annotator, 0.5 * (1.0 + math.tanh(0.5 * d0)), annotator_parameters[4])
-            first = completion_offsets[e]
-            update_moments(moments, moments_window, rewards[0, 0], math.log1p(n_tokens[first]))
-            update_moments(moments, moments_window, rewards[1, 0], math.log1p(n_tokens[first + 1]))
+            if kind == 0:
+                observe_annotator(counts, annotator, 0.5 * (1.0 + math.tanh(0.5 * d0)), annotator_parameters[4])
+            first_completion = completion_offsets[e]
+            update_moments(moments, moments_window, rewards[0, 0], math.log1p(n_tokens[first_completion]))
+            update_moments(moments, moments_window, rewards[1, 0], math.log1p(n_tokens[first_completion + 1]))
 
         # Lazy decay, then the AdaGrad step on the pair's buckets.
         scale *= decay
@@ -217,11 +258,19 @@ def learn_strict_pairs(order, coordinates, coordinate_offsets, block, block_offs
         for j in range(len(rows)):
             row = rows[j]
             touched[row] = True
-            difference = _f32(np.float64(features[2 * j]) - np.float64(features[2 * j + 1]))
-            if difference == 0.0:
-                continue  # a zero gradient leaves the accumulator and the weight unchanged
-            for k in range(heads):
-                _adagrad(table, row, k, _f32(difference * scaled[k]), step, delta)
+            x_first = np.float64(features[2 * j])
+            x_second = np.float64(features[2 * j + 1])
+            if kind == 0:
+                difference = _f32(x_first - x_second)
+                if difference == 0.0:
+                    continue  # a zero gradient leaves the accumulator and the weight unchanged
+                for k in range(heads):
+                    _adagrad(table, row, k, _f32(difference * first_coefficient[k]), step, delta)
+            else:
+                for k in range(heads):
+                    g = _f32(x_first * first_coefficient[k] + x_second * second_coefficient[k])
+                    if g != 0.0:
+                        _adagrad(table, row, k, g, step, delta)
         if scale < MIN_SCALE:
             fold_scale(table, scale)
             scale = 1.0

@@ -27,7 +27,7 @@ from dynamic_rlhf.config import ModelConfig
 from dynamic_rlhf.errors import FeedbackError
 from dynamic_rlhf import kernels
 from dynamic_rlhf.features import ExampleFeatures, HashingFeaturiser
-from dynamic_rlhf.feedback import STRICT, Example, Judgement, PreferenceExample, RankingExample, RatingExample, expand
+from dynamic_rlhf.feedback import Example, Judgement, PreferenceExample, RankingExample, RatingExample, expand
 from dynamic_rlhf.kernels import METRIC_FIELDS, MOMENT_FIELDS
 from dynamic_rlhf.objective import ObjectiveParams, Structure, build_structure, example_objective
 from dynamic_rlhf.optim import LazyAdaGrad
@@ -138,9 +138,9 @@ class DynamicRLHFModel:
 
         batch = [judgements[i] for i in active]
         features = self.featuriser.featurise_examples([j.prompt_text for j in batch], [j.texts for j in batch])
-        fast = [self._single_strict(j) for j in batch]
+        fast = [self._single_pair(j) for j in batch]
 
-        # Consecutive single strict pairs go through the compiled loop; other kinds one by one.
+        # Consecutive single pairs go through the compiled loop; rankings and ratings one by one.
         start = 0
         while start < len(batch):
             end = start + 1
@@ -155,13 +155,14 @@ class DynamicRLHFModel:
             start = end
         return outcomes
 
-    def _single_strict(self, judgement: Judgement) -> bool:
+    def _single_pair(self, judgement: Judgement) -> bool:
+        """Return True for one comparison of two completions (strict or tie), which the compiled loop learns."""
         return (len(judgement.texts) == 2 and len(judgement.pairs) == 1 and judgement.ranking is None
-                and judgement.pairs[0][:3] == (0, 1, STRICT) and self.config.centring == 0.0)
+                and judgement.pairs[0][:2] == (0, 1) and self.config.centring == 0.0)
 
     def _learn_pairs(self, batch: Sequence[Judgement], features: ExampleFeatures, start: int, end: int,
                      live: bool, tally: ProgressiveMetrics | None) -> list[LearnOutcome]:
-        """Learn ``batch[start:end]``, all single strict pairs, in the compiled loop."""
+        """Learn ``batch[start:end]``, all single pairs, in the compiled loop."""
         run = batch[start:end]
         n_heads = self.config.n_heads
         annotator_rows: dict[str, int] = {}
@@ -179,12 +180,14 @@ class DynamicRLHFModel:
 
         optimiser = self.optimiser
         offset = slice(start, end + 1)
-        optimiser.scale = kernels.learn_strict_pairs(
+        config = self.config
+        optimiser.scale = kernels.learn_single_pairs(
             np.arange(len(run), dtype=np.int64), features.coordinates, features.coordinate_offsets[offset],
             features.block, features.block_offsets[offset], features.completion_offsets[offset], features.n_tokens,
-            np.array([j.pairs[0][3] for j in run]), np.array([j.weight * j.pairs[0][4] for j in run]), annotators,
-            draws, optimiser.table, optimiser.touched_mask, optimiser.scale,
-            optimiser.decay, optimiser.learning_rate, optimiser.delta, counts, self.annotators.parameters(),
+            np.array([j.pairs[0][2] for j in run], dtype=np.int64), np.array([j.pairs[0][3] for j in run]),
+            np.array([j.weight * j.pairs[0][4] for j in run]), annotators, draws, optimiser.table,
+            optimiser.touched_mask, optimiser.scale, optimiser.decay, optimiser.learning_rate, optimiser.delta,
+            config.tie_nu, config.tie_bad_strength, counts, self.annotators.parameters(),
             metric_vector, metrics.window, moment_vector, self.moments.window, live, losses, correct)
 
         # Copy the running figures back from the kernel's vectors.

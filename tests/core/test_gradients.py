@@ -142,12 +142,13 @@ def test_single_pair_fast_path_gradient() -> None:
     np.testing.assert_allclose(loss, head_weights * pair_loss[:, 0])
 
 
-def test_compiled_pair_step_matches_the_numpy_objective() -> None:
-    # The compiled loop for single strict pairs and the general numpy path take the same step.
+@pytest.mark.parametrize(("label", "margin"), [("chosen", 0.2), ("tie", 0.0), ("tie_bad", 0.0)])
+def test_compiled_pair_step_matches_numpy_objective(label: str, margin: float) -> None:
+    # The compiled loop for single pairs and the general numpy path take the same step.
     config = ModelConfig(dim=2**12, n_heads=3)
     warmup = PreferenceExample("Plan a trip", "Take trains and see the old town.", "No idea.", example_id="w")
-    pair = PreferenceExample("Plan a trip", "Visit the old town, then the museum.", "Stay home.", margin=0.2,
-                             example_id="p", annotator_id="ann")
+    pair = PreferenceExample("Plan a trip", "Visit the old town, then the museum.", "Stay home.", label=label,
+                             margin=margin, example_id="p", annotator_id="ann")
     compiled, general = DynamicRLHFModel(config), DynamicRLHFModel(config)
     for model in (compiled, general):
         model.learn_one(warmup)
@@ -158,6 +159,8 @@ def test_compiled_pair_step_matches_the_numpy_objective() -> None:
     expected = general._learn_general(judgement, features, 0, live=True, tally=None)
 
     assert outcome.loss == pytest.approx(expected.loss, rel=1e-12)
+    assert outcome.correct == expected.correct
+    assert compiled.metrics.to_state() == pytest.approx(general.metrics.to_state(), rel=1e-12)
     coordinates = general.optimiser.touched()
     np.testing.assert_array_equal(compiled.optimiser.touched(), coordinates)
     np.testing.assert_allclose(compiled.optimiser.current(coordinates), general.optimiser.current(coordinates),
