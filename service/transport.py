@@ -17,18 +17,20 @@ offsets, while its fetcher is running, and after the seek it calls
 seek were dropped that way without being processed, the refetched copies were then discarded
 as already read, and Faust's commit skipped past them. `Consumer` keeps input partitions
 paused until the flow is resumed, after the buffers were emptied, and then moves a partition
-back to its checkpointed resume offset when the committed offset is past it.
+back to its checkpointed resume offset when the committed offset is past it. It also hands
+aiokafka a copy of the active partitions, because aiokafka reads an empty set as all of them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TypeVar, cast
 
 import aiokafka
 import faust
-from faust.transport.consumer import ensure_TPset
+from faust.transport.consumer import RecordMap, ensure_TPset
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
@@ -36,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 FETCH_MAX_WAIT_MS: Final = 100
 """Maximum time the broker waits for new records before it returns a fetch response, in milliseconds."""
+
+EMPTY_FETCH_WAIT_S: Final = 0.05
+"""Pause of the fetch loop while no partition is active, in seconds."""
 
 
 class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
@@ -79,7 +84,8 @@ class Consumer(aiokafka_driver.Consumer):
     until `resume_flow`, which Faust calls after the stream buffers were emptied. `perform_seek`
     seeks to the committed offsets as Faust does, drops the read gaps of input partitions, and
     moves a partition back to the offset that the transport's `resume_offsets` callback returns
-    when the committed offset is past it. It never moves a partition forward.
+    when the committed offset is past it. It never moves a partition forward. `_getmany` keeps
+    held partitions out of every fetch.
     """
 
     _held_partitions: set[TP]
@@ -109,6 +115,24 @@ class Consumer(aiokafka_driver.Consumer):
         assigned = held & self.assignment()
         if assigned:
             super().resume_partitions(assigned)
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> RecordMap:
+        """Fetch records of a copy of `active_partitions`, or nothing when that set is empty.
+
+        aiokafka 0.14 checks the set it receives each time fetched records arrive, and treats
+        an empty set as every assigned partition. Faust 0.15.3 passes its live set of active
+        partitions, which recovery empties while input partitions are held. aiokafka then
+        returned their records, Faust dropped them as inactive, and the partition position had
+        already moved past them.
+        """
+        if active_partitions is None:
+            return await super()._getmany(None, timeout)
+
+        partitions = set(active_partitions)
+        if not partitions:
+            await asyncio.sleep(EMPTY_FETCH_WAIT_S)
+            return {}
+        return await super()._getmany(partitions, timeout)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self._held_partitions -= revoked

@@ -163,6 +163,32 @@ def test_perform_seek_moves_back_to_resume_offsets() -> None:
     assert not gap_left
 
 
+def test_fetch_uses_copy_of_active_partitions() -> None:
+    async def scenario() -> tuple[list[set[TP] | None], bool, dict[TP, list[object]]]:
+        _, consumer = _consumer_with_assignment({PREFS_0, CHANGELOG_0})
+        received: list[set[TP] | None] = []
+
+        async def thread_getmany(active_partitions: set[TP] | None, timeout: float) -> dict[TP, list[object]]:
+            received.append(active_partitions)
+            return {}
+
+        consumer._thread.getmany = thread_getmany  # type: ignore[method-assign]
+        live = {CHANGELOG_0}
+        await consumer._getmany(live, timeout=0.01)
+        # Recovery pauses the changelog partition while aiokafka still waits for records.
+        live.clear()
+
+        empty = await consumer._getmany(set(), timeout=0.01)
+        await consumer._getmany(None, timeout=0.01)
+        return received, received[0] is live, empty
+
+    received, shared, empty = asyncio.run(scenario())
+
+    assert received == [{CHANGELOG_0}, None]
+    assert not shared
+    assert empty == {}
+
+
 def test_set_resume_offsets_requires_service_transport() -> None:
     app = faust.App("drlhf-transport-test", broker="kafka://127.0.0.1:9092", autodiscover=False)
     _ = app.transport
