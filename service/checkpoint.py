@@ -12,8 +12,10 @@ Two rules make a restart after SIGKILL lose or repeat no event:
 1. The learn agent skips an event whose offset is at or below the envelope's offset for
    its partition, so an event replayed from Kafka is applied at most once.
 2. Input events are acknowledged to Faust only after the checkpoint that contains them
-   has been acknowledged by the broker, so the committed consumer offset never passes the
+   has been acknowledged by the broker, so the committed consumer offset does not pass the
    last checkpointed offset, and every event after the checkpoint is consumed again.
+   faust-streaming 0.15.3 can commit past unprocessed events during a rebalance;
+   `service.transport` prevents that and seeks back to `resume_offsets` after a recovery.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -92,6 +94,26 @@ def decode_checkpoint(data: bytes) -> Checkpoint:
         offsets={str(k): int(v) for k, v in envelope["offsets"].items()},
         model_bytes=bytes(envelope["model"]),
     )
+
+
+def resume_offsets(offset_maps: Iterable[Mapping[str, int]], topic: str) -> dict[int, int]:
+    """Return, for each partition of `topic`, the offset after the highest applied event.
+
+    `offset_maps` are the ``offsets`` of the checkpoints (``"<topic>:<partition>"`` to the last
+    applied offset). The learn agent applies one partition's events in offset order, and a
+    checkpoint round writes every changed model. So each event up to the highest offset that
+    any model of the partition stores is in a checkpoint, unless it was rejected before it
+    reached a model. Partitions that no map mentions are left out.
+    """
+    resume: dict[int, int] = {}
+    prefix = f"{topic}:"
+    for offsets in offset_maps:
+        for key, offset in offsets.items():
+            if not key.startswith(prefix):
+                continue
+            partition = int(key[len(prefix):])
+            resume[partition] = max(resume.get(partition, 0), offset + 1)
+    return resume
 
 
 @dataclass
@@ -167,6 +189,23 @@ class ModelStore:
             logger.info("Created model %s for partition %d", model_id, partition)
         self.states[model_id] = state
         return state
+
+    def resume_offsets(self, topic: str) -> dict[int, int]:
+        """Return the resume offset of each partition of `topic` (see `resume_offsets`).
+
+        Reads every checkpoint in the table plus the models held in memory, which may have
+        applied events that no checkpoint contains yet. A value that is not a checkpoint
+        envelope is logged and ignored.
+        """
+        offset_maps: list[Mapping[str, int]] = [state.offsets for state in self.states.values()]
+        for key, value in list(self.table.data.items()):
+            if not isinstance(value, bytes):
+                continue
+            try:
+                offset_maps.append(decode_checkpoint(value).offsets)
+            except CheckpointError as exc:
+                logger.warning("Ignoring table value of key %r when computing resume offsets: %s", key, exc)
+        return resume_offsets(offset_maps, topic)
 
     def defer_ack(self, events: Iterable[Acknowledgeable], sends: Iterable[Awaitable[Any]] = ()) -> None:
         """Hold events (and output sends they caused) until the next checkpoint is durable."""

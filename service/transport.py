@@ -9,18 +9,38 @@ for 1.5 s. New events of the busy partition wait at the broker meanwhile, and th
 batch that follows keeps the loop busy again. On a paced stream of 200 events/s
 (``benchmarks/stream.py``) this kept the end-to-end latency at p50 1.2 s. A short long-poll
 bounds that wait.
+
+The consumer also changes how input partitions come back after a rebalance. Faust 0.15.3
+resumes them (``Recovery.on_recovery_completed``) before it seeks them to the committed
+offsets, while its fetcher is running, and after the seek it calls
+``app.flow_control.resume()``, which empties every stream buffer. Events fetched during the
+seek were dropped that way without being processed, the refetched copies were then discarded
+as already read, and Faust's commit skipped past them. `Consumer` keeps input partitions
+paused until the flow is resumed, after the buffers were emptied, and then moves a partition
+back to its checkpointed resume offset when the committed offset is past it. It also hands
+aiokafka a copy of the active partitions, because aiokafka reads an empty set as all of them.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final, TypeVar, cast
 
 import aiokafka
 import faust
+from faust.transport.consumer import RecordMap, ensure_TPset
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
+
+logger = logging.getLogger(__name__)
 
 FETCH_MAX_WAIT_MS: Final = 100
 """Maximum time the broker waits for new records before it returns a fetch response, in milliseconds."""
+
+EMPTY_FETCH_WAIT_S: Final = 0.05
+"""Pause of the fetch loop while no partition is active, in seconds."""
 
 
 class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
@@ -35,17 +55,118 @@ class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         return consumer
 
 
+K = TypeVar("K")
+
+
+def rewind_targets(positions: Mapping[K, int | None], resume: Mapping[K, int]) -> dict[K, int]:
+    """Return the partitions whose position is past their resume offset, mapped to that offset.
+
+    Only backward moves are returned: a position at or before the resume offset is kept,
+    because the learn agent skips events that a checkpoint already contains. A partition
+    without a known position (None) or without a resume offset is left out.
+    """
+    targets = {}
+    for partition, position in positions.items():
+        offset = resume.get(partition)
+        if position is not None and offset is not None and position > offset:
+            targets[partition] = offset
+    return targets
+
+
+ResumeOffsets = Callable[[set[TP]], Mapping[TP, int]]
+"""Callback returning, for some of the given input partitions, the offset to consume from at the latest."""
+
+
 class Consumer(aiokafka_driver.Consumer):
-    """Faust's aiokafka consumer running `ConsumerThread`."""
+    """Faust's aiokafka consumer running `ConsumerThread`, with race-free input resumption.
+
+    During a rebalance, input (non-changelog) partitions that Faust resumes are held paused
+    until `resume_flow`, which Faust calls after the stream buffers were emptied. `perform_seek`
+    seeks to the committed offsets as Faust does, drops the read gaps of input partitions, and
+    moves a partition back to the offset that the transport's `resume_offsets` callback returns
+    when the committed offset is past it. It never moves a partition forward. `_getmany` keeps
+    held partitions out of every fetch.
+    """
+
+    _held_partitions: set[TP]
+
+    def _reset_state(self) -> None:
+        super()._reset_state()
+        self._held_partitions = set()
 
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def resume_partitions(self, tps: Iterable[TP]) -> None:
+        """Resume `tps`, but hold input partitions until `resume_flow` while the group rebalances."""
+        tpset = ensure_TPset(tps)
+        if self.app.rebalancing:
+            held = {tp for tp in tpset if not self._is_changelog_tp(tp)}
+            self._held_partitions |= held
+            tpset -= held
+        super().resume_partitions(tpset)
+
+    def resume_flow(self) -> None:
+        """Resume the flow and the held input partitions that are still assigned."""
+        super().resume_flow()
+
+        # A partition revoked in the meantime stays out: a later recovery resumes it again.
+        held, self._held_partitions = self._held_partitions, set()
+        assigned = held & self.assignment()
+        if assigned:
+            super().resume_partitions(assigned)
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> RecordMap:
+        """Fetch records of a copy of `active_partitions`, or nothing when that set is empty.
+
+        aiokafka 0.14 checks the set it receives each time fetched records arrive, and treats
+        an empty set as every assigned partition. Faust 0.15.3 passes its live set of active
+        partitions, which recovery empties while input partitions are held. aiokafka then
+        returned their records, Faust dropped them as inactive, and the partition position had
+        already moved past them.
+        """
+        if active_partitions is None:
+            return await super()._getmany(None, timeout)
+
+        partitions = set(active_partitions)
+        if not partitions:
+            await asyncio.sleep(EMPTY_FETCH_WAIT_S)
+            return {}
+        return await super()._getmany(partitions, timeout)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self._held_partitions -= revoked
+        await super().on_partitions_revoked(revoked)
+
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets, then move input partitions back to their resume offsets."""
+        await super().perform_seek()
+
+        # NOTE: `_gap` and `_read_offset` are private to Faust 0.15.3's Consumer. `_gap` contains
+        # offsets that an earlier read skipped and that the commit counts as processed. After
+        # the seek those offsets are read again, so the entries are stale.
+        inputs = {tp for tp in self.assignment() if not self._is_changelog_tp(tp)}
+        for tp in inputs:
+            self._gap.pop(tp, None)
+
+        source = cast(Transport, self.transport).resume_offsets
+        if source is None or not inputs:
+            return
+        positions = {tp: self._read_offset.get(tp) for tp in inputs}
+        targets = rewind_targets(positions, source(inputs))
+        if targets:
+            logger.warning("Committed offsets are past the last checkpointed events; seeking back: %s",
+                           {str(tp): (self._read_offset.get(tp), offset) for tp, offset in targets.items()})
+            await self.seek_wait(targets)
 
 
 class Transport(aiokafka_driver.Transport):
     """Faust's aiokafka transport creating `Consumer`."""
 
     Consumer = Consumer
+
+    resume_offsets: ResumeOffsets | None = None
+    """Set with `set_resume_offsets`; None keeps Faust's committed offsets."""
 
 
 def install_transport(app: faust.App) -> None:
@@ -56,3 +177,11 @@ def install_transport(app: faust.App) -> None:
     if app._transport is not None:
         raise RuntimeError("install_transport() must run before the app creates its transport")
     app.transport = Transport(app.conf.broker_consumer, app)
+
+
+def set_resume_offsets(app: faust.App, resume_offsets: ResumeOffsets) -> None:
+    """Make the consumer of `app` seek input partitions back to `resume_offsets` after each recovery."""
+    transport = app.transport
+    if not isinstance(transport, Transport):
+        raise RuntimeError("set_resume_offsets() needs the transport of install_transport(); call that first")
+    transport.resume_offsets = resume_offsets

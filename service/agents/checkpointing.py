@@ -8,6 +8,7 @@ import time
 from faust.types import TP
 
 from service.runtime import Runtime
+from service.transport import set_resume_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,14 @@ def register_checkpointing(runtime: Runtime) -> None:
             runtime.metrics.record_model_stats(model_id, state.model.stats())
 
     runtime.store.on_checkpoint = observe_checkpoint
+
+    def resume_from_checkpoints(partitions: set[TP]) -> dict[TP, int]:
+        # Called by the consumer after table recovery, so the table holds the latest checkpoints.
+        resume = runtime.store.resume_offsets(settings.topic_preferences)
+        return {tp: resume[tp.partition] for tp in partitions
+                if tp.topic == settings.topic_preferences and tp.partition in resume}
+
+    set_resume_offsets(app, resume_from_checkpoints)
 
     @app.timer(settings.checkpoint_interval_ms / 1000 / 2, name=f"{settings.app_id}.checkpoint")
     async def checkpoint_timer() -> None:

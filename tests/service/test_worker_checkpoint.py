@@ -12,9 +12,11 @@ from dynamic_rlhf import DynamicRLHFModel, ModelConfig, PreferenceExample
 from service.checkpoint import (
     Checkpoint,
     CheckpointError,
+    ModelState,
     ModelStore,
     decode_checkpoint,
     encode_checkpoint,
+    resume_offsets,
 )
 
 
@@ -166,3 +168,37 @@ def test_checkpoint_without_changes_writes_nothing() -> None:
         assert event.acked
 
     asyncio.run(scenario())
+
+
+def test_resume_offsets_take_highest_per_partition() -> None:
+    offset_maps = [
+        {"prefs:0": 41, "other:0": 900},
+        {"prefs:0": 17},
+        {"prefs:3": 0},
+        {"prefs:12": 99, "prefs:3": 5},
+        {},
+    ]
+
+    assert resume_offsets(offset_maps, "prefs") == {0: 42, 3: 6, 12: 100}
+    assert resume_offsets(offset_maps, "other") == {0: 901}
+    assert resume_offsets(offset_maps, "missing") == {}
+
+
+def test_resume_offsets_ignore_topic_prefix_match() -> None:
+    # "prefs-v2:1" starts with "prefs" but belongs to another topic.
+    assert resume_offsets([{"prefs-v2:1": 7, "prefs:1": 3}], "prefs") == {1: 4}
+
+
+def test_store_resume_offsets_read_table_and_memory() -> None:
+    table = FakeTable()
+    table.data[b"a"] = encode_checkpoint(Checkpoint("a", 0, {"prefs:0": 10}, b""))
+    table.data[b"b"] = encode_checkpoint(Checkpoint("b", 0, {"prefs:0": 25}, b""))
+    table.data[b"c"] = encode_checkpoint(Checkpoint("c", 1, {"prefs:1": 7}, b""))
+    table.data[b"not-a-checkpoint"] = b"\xc1"
+    store = ModelStore(table, ModelConfig(dim=1024), every_events=1, interval_ms=60_000)
+
+    # A model in memory that applied events after its last checkpoint.
+    state = ModelState("c", 1, DynamicRLHFModel(ModelConfig(dim=1024), model_id="c"), {"prefs:1": 30})
+    store.states["c"] = state
+
+    assert store.resume_offsets("prefs") == {0: 26, 1: 31}
