@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
@@ -83,6 +86,56 @@ def test_two_workers_split_and_keep_learning(kafka_bootstrap: str, tmp_path: Pat
         assert version == EVENTS_PER_MODEL, f"{model_id}: {version} updates, expected {EVENTS_PER_MODEL}"
         assert replayed[model_id].version == EVENTS_PER_MODEL, model_id
         assert final[model_id].model_bytes == replayed[model_id].to_bytes(), model_id
+
+
+def test_rebalance_while_events_flow(kafka_bootstrap: str, tmp_path: Path) -> None:
+    # Events keep arriving while the second worker joins, so the group rebalances with
+    # batches in flight, uncheckpointed events and fetches under way.
+    env = unique_env(kafka_bootstrap, DRLHF_PARTITIONS=str(PARTITIONS))
+    settings = settings_for(env)
+    model_ids = _model_ids_per_partition(PARTITIONS)
+    streams = {m: list(synthetic_preference_events(EVENTS_PER_MODEL, seed=50 + i, model_id=m))
+               for i, m in enumerate(model_ids)}
+    targets: dict[str, tuple[int, int]] = {}
+    producer = threading.Thread(target=_produce_in_chunks, args=(settings, streams, targets), daemon=True)
+
+    first = Worker(env, tmp_path / "first.log").start()
+    second = Worker({**env, "DRLHF_WEB_PORT": str(free_port())}, tmp_path / "second.log")
+    try:
+        first.wait_ready()
+        producer.start()
+        second.start()
+        second.wait_ready()
+        rebalanced_while_producing = producer.is_alive()
+        producer.join(timeout=120)
+        assert not producer.is_alive(), "the producer did not finish within 120 s"
+        final = wait_checkpointed(settings, targets, worker=second)
+        first_samples = first.metrics()
+        second_samples = second.metrics()
+    finally:
+        second.stop()
+        first.stop()
+
+    replayed = offline_replay(settings)
+    assert rebalanced_while_producing
+    assert _assigned(first_samples, settings.topic_preferences)
+    assert _assigned(second_samples, settings.topic_preferences)
+    for model_id in model_ids:
+        version = final[model_id].load_model().version
+        assert version == EVENTS_PER_MODEL, f"{model_id}: {version} updates, expected {EVENTS_PER_MODEL}"
+        assert final[model_id].model_bytes == replayed[model_id].to_bytes(), model_id
+
+
+def _produce_in_chunks(settings: Any, streams: dict[str, list[dict[str, Any]]],
+                       targets: dict[str, tuple[int, int]], chunks: int = 24, pause_s: float = 0.5) -> None:
+    """Produce every stream in `chunks` rounds with a pause between rounds; record each model's last offset."""
+    size = EVENTS_PER_MODEL // chunks
+    for round_ in range(chunks):
+        for model_id, events in streams.items():
+            produced = produce_json(settings.bootstrap_servers, settings.topic_preferences, model_id,
+                                    events[round_ * size:(round_ + 1) * size])
+            targets[model_id] = produced[-1]
+        time.sleep(pause_s)
 
 
 def _assigned(samples: dict, topic: str) -> set[tuple[str, str]]:
