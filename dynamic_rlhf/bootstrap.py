@@ -33,6 +33,12 @@ _CDF = np.array(
 _CDF_LIST: list[int] = _CDF.tolist()
 
 
+def _digest(example_id: str, block: int = 0) -> bytes:
+    """Return the 64-byte BLAKE2b digest whose 32-bit words are the uniforms of heads ``block..block+15``."""
+    return hashlib.blake2b(example_id.encode("utf-8"), digest_size=64, salt=block.to_bytes(8, "little"),
+                           person=b"drlhf-bag").digest()
+
+
 def poisson_draws(example_id: str, heads: int) -> list[int]:
     """Return the same draws as :func:`poisson_weights` as a list of ints.
 
@@ -43,8 +49,7 @@ def poisson_draws(example_id: str, heads: int) -> list[int]:
         return []
     if heads > _HEADS_PER_DIGEST:
         return [int(k) for k in poisson_weights(example_id, heads)]
-    digest = hashlib.blake2b(example_id.encode("utf-8"), digest_size=64, salt=bytes(8), person=b"drlhf-bag").digest()
-    return [bisect.bisect_right(_CDF_LIST, word) for word in struct.unpack_from(f"<{heads}I", digest)]
+    return [bisect.bisect_right(_CDF_LIST, word) for word in struct.unpack_from(f"<{heads}I", _digest(example_id))]
 
 
 def poisson_draw_matrix(example_ids: Sequence[str], heads: int) -> NDArray[np.float64]:
@@ -55,8 +60,7 @@ def poisson_draw_matrix(example_ids: Sequence[str], heads: int) -> NDArray[np.fl
     """
     if heads > _HEADS_PER_DIGEST:
         return np.array([poisson_weights(example_id, heads) for example_id in example_ids]).reshape(-1, heads)
-    digests = b"".join(hashlib.blake2b(example_id.encode("utf-8"), digest_size=64, salt=bytes(8),
-                                       person=b"drlhf-bag").digest() for example_id in example_ids)
+    digests = b"".join(_digest(example_id) for example_id in example_ids)
     words = np.frombuffer(digests, dtype="<u4").reshape(len(example_ids), _HEADS_PER_DIGEST)[:, :heads]
     return np.searchsorted(_CDF, words, side="right").astype(np.float64)
 
@@ -70,11 +74,7 @@ def poisson_weights(example_id: str, heads: int) -> NDArray[np.float64]:
     if heads <= 0:
         return np.zeros(0, dtype=np.float64)
 
-    key = example_id.encode("utf-8")
-    chunks = []
-    for block in range(0, heads, _HEADS_PER_DIGEST):
-        salt = block.to_bytes(8, "little")
-        chunks.append(hashlib.blake2b(key, digest_size=64, salt=salt, person=b"drlhf-bag").digest())
+    chunks = [_digest(example_id, block) for block in range(0, heads, _HEADS_PER_DIGEST)]
     # Head k always uses word k, so adding heads leaves earlier heads' draws unchanged.
     uniforms = np.frombuffer(b"".join(chunks) if len(chunks) > 1 else chunks[0], dtype="<u4")[:heads]
     return np.searchsorted(_CDF, uniforms, side="right").astype(np.float64)

@@ -184,25 +184,29 @@ def _davidson(d, nu):  # type: ignore[no-untyped-def]
     e1 = math.exp(-a)
     e2 = e1 * e1
     denominator = 1.0 + e2 + nu * e1
-    sign = 1.0 if d > 0.0 else (-1.0 if d < 0.0 else 0.0)
+    sign = 0.0
+    if d > 0.0:
+        sign = 1.0
+    elif d < 0.0:
+        sign = -1.0
     return a + math.log(denominator) - math.log(nu), sign * 0.5 * (1.0 - e2) / denominator
 
 
 @njit(cache=True)
-def learn_single_pairs(order, coordinates, coordinate_offsets, block, block_offsets, completion_offsets, n_tokens,
+def learn_single_pairs(coordinates, coordinate_offsets, block, block_offsets, completion_offsets, n_tokens,
                        kinds, margins, weights, annotators, draws, table, touched, scale, decay, learning_rate, delta,
                        tie_nu, tie_bad_strength, counts, annotator_parameters, metrics, metrics_window, moments,
                        moments_window, live, out_loss, out_correct):  # type: ignore[no-untyped-def]
-    """Learn the one-pair examples ``order`` (strict, tie or both-bad tie) in sequence; return the new scale.
+    """Learn one-pair examples (strict, tie or both-bad tie) in sequence; return the new decay scale.
 
-    ``kinds`` uses the codes of ``dynamic_rlhf.feedback``: 0 strict, 1 tie, 2 both-bad tie.
+    Example ``e`` is row ``e`` of the per-example arrays. ``kinds`` uses the codes of
+    ``dynamic_rlhf.feedback``: 0 strict, 1 tie, 2 both-bad tie.
     """
     heads = table.shape[2]
     rewards = np.zeros((2, heads))
     first_coefficient = np.zeros(heads)
     second_coefficient = np.zeros(heads)
-    for i in range(len(order)):
-        e = order[i]
+    for e in range(len(kinds)):
         rows = coordinates[coordinate_offsets[e]:coordinate_offsets[e + 1]]
         features = block[block_offsets[e]:block_offsets[e + 1]]
         kind = kinds[e]
@@ -243,8 +247,8 @@ def learn_single_pairs(order, coordinates, coordinate_offsets, block, block_offs
             loss, _ = _davidson(d0, tie_nu)
             correct = 0
             update_metrics(metrics, metrics_window, 1, loss, 0, 0, 0.0)
-        out_loss[i] = loss
-        out_correct[i] = correct
+        out_loss[e] = loss
+        out_correct[e] = correct
         if live:
             if kind == 0:
                 observe_annotator(counts, annotator, 0.5 * (1.0 + math.tanh(0.5 * d0)), annotator_parameters[4])

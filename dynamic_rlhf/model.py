@@ -87,7 +87,7 @@ class DynamicRLHFModel:
         """Learn *examples* in order; the model equals :meth:`learn_one` on each in turn.
 
         Every example is validated before the first is learned. The batch is
-        featurised at once and runs of single strict pairs are learned in one
+        featurised at once and runs of single pairs (strict or tie) are learned in one
         compiled loop, which is the fast way to feed a stream.
         """
         judgements = [self._expand(example) for example in examples]
@@ -182,7 +182,7 @@ class DynamicRLHFModel:
         offset = slice(start, end + 1)
         config = self.config
         optimiser.scale = kernels.learn_single_pairs(
-            np.arange(len(run), dtype=np.int64), features.coordinates, features.coordinate_offsets[offset],
+            features.coordinates, features.coordinate_offsets[offset],
             features.block, features.block_offsets[offset], features.completion_offsets[offset], features.n_tokens,
             np.array([j.pairs[0][2] for j in run], dtype=np.int64), np.array([j.pairs[0][3] for j in run]),
             np.array([j.weight * j.pairs[0][4] for j in run]), annotators, draws, optimiser.table,

@@ -47,7 +47,7 @@ def register_checkpointing(runtime: Runtime) -> None:
     runtime.store.on_checkpoint = observe_checkpoint
 
     def resume_from_checkpoints(partitions: set[TP]) -> dict[TP, int]:
-        # Called by the consumer after table recovery, so the table holds the latest checkpoints.
+        # Called by the consumer after table recovery, so the table contains the latest checkpoints.
         resume = runtime.store.resume_offsets(settings.topic_preferences)
         return {tp: resume[tp.partition] for tp in partitions
                 if tp.topic == settings.topic_preferences and tp.partition in resume}

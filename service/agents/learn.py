@@ -65,7 +65,9 @@ async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimited
             continue
 
         state, examples = admitted
-        group = groups.setdefault(state.model_id, _Group(state))
+        group = groups.get(state.model_id)
+        if group is None:
+            group = groups[state.model_id] = _Group(state)
         group.add(event, examples, time.perf_counter() - started)
         if one_by_one:
             _learn_group(runtime, groups.pop(state.model_id), sends, errors)
@@ -81,7 +83,7 @@ async def _learn_batch(runtime: Runtime, events: list[EventT], warn: RateLimited
 class _Group:
     """Admitted events of one model from one micro-batch, learned with one ``learn_many`` call."""
 
-    state: ModelState | None = None
+    state: ModelState
     events: list[EventT] = field(default_factory=list)
     examples: list[list[Any]] = field(default_factory=list)
     admit_seconds: list[float] = field(default_factory=list)
@@ -99,8 +101,6 @@ def _learn_group(runtime: Runtime, group: _Group, sends: list[Awaitable[Any]], e
     changes speed, not results.
     """
     state = group.state
-    if state is None or not group.events:
-        return
     metrics = runtime.metrics
     label = metrics.model_label(state.model_id)
     started = time.perf_counter()
@@ -112,18 +112,26 @@ def _learn_group(runtime: Runtime, group: _Group, sends: list[Awaitable[Any]], e
         return
     learn_share = (time.perf_counter() - started) / len(group.events)
 
-    position = 0
+    # Counters are summed over the group and incremented once; the latency histogram takes each event.
+    latency = metrics.event_processing.labels(AGENT)
+    applied = total_pairs = position = 0
     for event, examples, admit_seconds in zip(group.events, group.examples, group.admit_seconds):
         pairs = sum(outcome.pairs for outcome in outcomes[position:position + len(examples)])
         position += len(examples)
-        metrics.events.labels(label, "applied" if pairs else "skipped").inc()
-        if pairs:
-            metrics.pairs_trained.labels(label).inc(pairs)
+        applied += 1 if pairs else 0
+        total_pairs += pairs
         if runtime.settings.publish_label_pairs:
             for record in label_pair_records(state.model, examples, event_timestamp_s=event.message.timestamp):
                 sends.append(publish_record(runtime, record))
                 metrics.records_published.labels(label, record["kind"]).inc()
-        metrics.event_processing.labels(AGENT).observe(admit_seconds + learn_share)
+        latency.observe(admit_seconds + learn_share)
+
+    if applied:
+        metrics.events.labels(label, "applied").inc(applied)
+    if applied < len(group.events):
+        metrics.events.labels(label, "skipped").inc(len(group.events) - applied)
+    if total_pairs:
+        metrics.pairs_trained.labels(label).inc(total_pairs)
 
 
 def _internal_error(runtime: Runtime, event: EventT, sends: list[Awaitable[Any]], errors: RateLimitedLog) -> None:

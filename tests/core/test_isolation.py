@@ -56,7 +56,7 @@ print(kernels.COMPILED, hashlib.sha256(model.to_bytes()).hexdigest())
 """
 
 
-def test_kernels_give_the_same_bits_with_and_without_numba() -> None:
+def test_kernels_same_bits_without_numba() -> None:
     runs = [subprocess.run([sys.executable, "-c", MIXED_STREAM, str(PACKAGE_DIR.parent), mode],
                            capture_output=True, text=True, timeout=300) for mode in ("with-numba", "without-numba")]
 

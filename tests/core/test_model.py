@@ -136,7 +136,7 @@ def test_tie_pulls_rewards_together() -> None:
     model.learn_one(PreferenceExample(PROMPT, GOOD, BAD))
     before = model.score(PROMPT, [GOOD, BAD])
 
-    # Distinct ids give each tie its own bootstrap draws, so every head sees some of them.
+    # Distinct ids give each tie its own bootstrap draws, so every head learns some of them.
     for i in range(5):
         model.learn_one(PreferenceExample(PROMPT, GOOD, BAD, label="tie", example_id=f"tie-{i}"))
 
