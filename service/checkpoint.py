@@ -207,12 +207,17 @@ class ModelStore:
                 logger.warning("Ignoring table value of key %r when computing resume offsets: %s", key, exc)
         return resume_offsets(offset_maps, topic)
 
-    def defer_ack(self, events: Iterable[Acknowledgeable], sends: Iterable[Awaitable[Any]] = ()) -> None:
-        """Hold events (and output sends they caused) until the next checkpoint is durable."""
+    def defer_ack(self, events: Iterable[Acknowledgeable], sends: Iterable[Awaitable[Any]] = (), *,
+                  count: int | None = None) -> None:
+        """Hold events (and output sends they caused) until the next checkpoint is durable.
+
+        `count` is the number of input events the items stand for, when an item acks several
+        (default: one per item).
+        """
         before = len(self._pending_events)
         self._pending_events.extend(events)
         self._pending_sends.extend(sends)
-        self._events_since_checkpoint += len(self._pending_events) - before
+        self._events_since_checkpoint += len(self._pending_events) - before if count is None else count
 
     def checkpoint_due(self) -> bool:
         """Return True when the event count or the interval since the last checkpoint is reached."""

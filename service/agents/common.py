@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from faust.types import EventT, FutureMessage, StreamT
+from faust.types import EventT, FutureMessage, Message, StreamT
 
 from service.dead_letters import build_dead_letter, encode_dead_letter
 from service.runtime import Runtime
@@ -58,9 +58,9 @@ class RateLimitedLog:
         self.logger.log(level, msg, *args, exc_info=exc_info)
 
 
-def model_key(event: EventT) -> str:
+def model_key(message: Message) -> str:
     """Return the message key as a model id, for labels of events that could not be parsed."""
-    key = event.message.key
+    key = message.key
     if isinstance(key, bytes):
         try:
             return key.decode("utf-8") or UNKNOWN_MODEL_ID
@@ -69,11 +69,11 @@ def model_key(event: EventT) -> str:
     return UNKNOWN_MODEL_ID
 
 
-def dead_letter(runtime: Runtime, event: EventT, reason: str, detail: str, content_type: str | None) -> FutureMessage:
+def dead_letter(runtime: Runtime, message: Message, reason: str, detail: str,
+                content_type: str | None) -> FutureMessage:
     """Send the original message with the rejection reason to the dead-letter topic."""
-    message = event.message
     letter = build_dead_letter(
-        original=event.value if isinstance(event.value, bytes) else b"",
+        original=message.value if isinstance(message.value, bytes) else b"",
         reason=reason,
         detail=detail,
         topic=message.topic,

@@ -45,7 +45,7 @@ def register_harvest_agent(runtime: Runtime) -> None:
                 except Exception:
                     errors.exception("harvest: unexpected error on %s[%d]@%d", event.message.topic,
                                      event.message.partition, event.message.offset)
-                    sends.append(dead_letter(runtime, event, "internal_error", "unexpected error while harvesting",
+                    sends.append(dead_letter(runtime, event.message, "internal_error", "unexpected error while harvesting",
                                              None))
                 runtime.metrics.event_processing.labels(AGENT).observe(time.perf_counter() - started)
 
@@ -69,7 +69,7 @@ def _harvest_event(runtime: Runtime, event: EventT, sends: list[Awaitable[Any]],
         detail = exc.detail if isinstance(exc, InvalidInput) else str(exc)
         warn.warning("harvest: %s[%d]@%d rejected (%s): %s", message.topic, message.partition, message.offset,
                      reason, detail)
-        sends.append(dead_letter(runtime, event, reason, detail, content_type))
+        sends.append(dead_letter(runtime, event.message, reason, detail, content_type))
         return
 
     model = runtime.store.get(candidates.model_id, message.partition).model

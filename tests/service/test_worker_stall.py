@@ -25,10 +25,10 @@ import service.agents.learn as learn
 
 original = learn._learn_batch
 
-async def stalling(runtime, events, *args):
-    if any(event.message.key == b"stall" for event in events):
+async def stalling(runtime, messages, *args):
+    if any(message.key == b"stall" for message in messages):
         await asyncio.Event().wait()
-    await original(runtime, events, *args)
+    await original(runtime, messages, *args)
 
 learn._learn_batch = stalling
 from service.cli import main
