@@ -326,7 +326,6 @@ class DynamicRLHFModel:
 
     def stats(self) -> ModelStats:
         """Return the live metrics."""
-        _, weights = self.head_weights()
         m = self.metrics
         return ModelStats(
             model_id=self.model_id,
@@ -339,7 +338,7 @@ class DynamicRLHFModel:
             recent_loss=m.recent_loss,
             recent_accuracy=m.recent_accuracy,
             mean_margin=m.mean_margin,
-            weight_norm=float(np.linalg.norm(weights[:, 0].astype(np.float64))),
+            weight_norm=self.optimiser.weight_norm(0),
             reward_mean=self.moments.mean_x,
             reward_std=math.sqrt(self.moments.var_x),
             reward_length_correlation=self.moments.correlation(),

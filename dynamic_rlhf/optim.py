@@ -28,6 +28,8 @@ updated lazily without changing the result.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -66,7 +68,8 @@ class LazyAdaGrad:
 
     def current(self, coordinates: NDArray[np.int64]) -> Float32Array:
         """Return the ``(len(coordinates), heads)`` current weights, decay included."""
-        stored = self.stored_weights.take(coordinates, axis=0)
+        # Fancy indexing of the strided view; its take(axis=0) is several times slower.
+        stored = self.stored_weights[coordinates]
         return stored * np.float32(self.scale) if self.scale != 1.0 else stored
 
     def rewards(self, coordinates: NDArray[np.int64], block: Float32Array, columns: int) -> NDArray[np.float64]:
@@ -93,6 +96,15 @@ class LazyAdaGrad:
         if self.scale < kernels.MIN_SCALE:
             kernels.fold_scale(self.table, self.scale)
             self.scale = 1.0
+
+    def weight_norm(self, head: int = 0) -> float:
+        """Return the Euclidean norm of one head's current weights, decay included.
+
+        It reads the head's column of the table in place: gathering the touched rows
+        first, as `current` does, costs about ten times as long at the default size.
+        """
+        column = self.table[:, kernels.WEIGHT, head].astype(np.float64)
+        return math.sqrt(float(column @ column)) * self.scale
 
     def touched(self) -> NDArray[np.int64]:
         """Return the coordinates updated at least once, ascending."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import numpy as np
 
+from dynamic_rlhf import kernels
 from dynamic_rlhf.config import ModelConfig
 from dynamic_rlhf.errors import StateError
 from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
@@ -39,6 +40,8 @@ def dump_model(model: DynamicRLHFModel) -> bytes:
     """Serialise *model* to msgpack bytes."""
     optimiser = model.optimiser
     coordinates = optimiser.touched()
+    # One gather of whole table rows (weights and accumulators are adjacent), then two slices.
+    rows = optimiser.table.take(coordinates, axis=0)
     state: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -53,8 +56,8 @@ def dump_model(model: DynamicRLHFModel) -> bytes:
         "annotators": model.annotators.to_state(),
         "scale": optimiser.scale,
         "coordinates": coordinates.astype("<u4").tobytes(),
-        "weights": np.ascontiguousarray(optimiser.stored_weights[coordinates], dtype="<f4").tobytes(),
-        "accumulators": np.ascontiguousarray(optimiser.accumulators[coordinates], dtype="<f4").tobytes(),
+        "weights": np.ascontiguousarray(rows[:, kernels.WEIGHT, :], dtype="<f4").tobytes(),
+        "accumulators": np.ascontiguousarray(rows[:, kernels.ACCUMULATOR, :], dtype="<f4").tobytes(),
     }
     return msgpack.packb(state, use_bin_type=True)
 

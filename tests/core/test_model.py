@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 
 from dynamic_rlhf import (
@@ -230,6 +231,16 @@ def test_stats_report_length_correlation() -> None:
     assert stats.reward_length_correlation > 0.5
     assert stats.weight_norm > 0
     assert stats.examples_seen == 60
+
+
+def test_weight_norm_matches_head_weights() -> None:
+    model = DynamicRLHFModel(config=ModelConfig(dim=2**12, l2=0.5))
+    for i in range(40):
+        model.learn_one(PreferenceExample(PROMPT, f"clear answer {i} with detail", f"vague {i}", example_id=f"n-{i}"))
+    _, weights = model.head_weights()
+
+    assert model.optimiser.scale < 1.0
+    assert model.stats().weight_norm == pytest.approx(float(np.linalg.norm(weights[:, 0].astype(np.float64))), rel=1e-6)
 
 
 def test_learn_many_matches_learn_one() -> None:
