@@ -1,4 +1,4 @@
-"""Liveness of a real worker whose learn agent stops consuming while its input has lag."""
+"""Real workers whose learn agent stalls (not live while its input has lag) or fails (the worker stops)."""
 
 from __future__ import annotations
 
@@ -79,3 +79,52 @@ def test_stalled_learn_agent_with_lag_is_not_live(kafka_bootstrap: str, tmp_path
     assert STALL_TIMEOUT_S <= failed_after_s < STALL_TIMEOUT_S + 15
     assert sample(samples, "dynamic_rlhf_consumer_lag", topic=settings.topic_preferences, partition="0") == 4
     assert sample(samples, "dynamic_rlhf_events_total") == 5
+
+
+# The learn task raises outside any single event on the first batch holding an event keyed "boom".
+FAILING_WORKER = """
+import sys
+import service.agents.learn as learn
+
+original = learn._learn_batch
+
+async def failing(runtime, messages, *args):
+    if any(message.key == b"boom" for message in messages):
+        raise RuntimeError("learn task failure injected by the test")
+    await original(runtime, messages, *args)
+
+learn._learn_batch = failing
+from service.cli import main
+sys.exit(main(["worker"]))
+"""
+
+
+def test_learn_task_error_stops_worker(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = unique_env(kafka_bootstrap, DRLHF_PARTITIONS="1")
+    settings = settings_for(env)
+    failing = Worker(env, tmp_path / "failing.log", [sys.executable, "-c", FAILING_WORKER]).start()
+    try:
+        failing.wait_ready()
+        produce_json(settings.bootstrap_servers, settings.topic_preferences, "boom",
+                     synthetic_preference_events(3, seed=3, model_id="boom"))
+        assert failing.process is not None
+        exit_code = failing.process.wait(timeout=60)
+    finally:
+        failing.kill()
+    log = (tmp_path / "failing.log").read_text(errors="replace")
+
+    # A worker without the injected failure learns the same events from the last checkpoint.
+    worker = Worker(env, tmp_path / "worker.log").start()
+    try:
+        worker.wait_ready()
+        deadline = time.monotonic() + 60
+        while sample(worker.metrics(), "dynamic_rlhf_events_total") < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        samples = worker.metrics()
+    finally:
+        worker.stop()
+
+    assert exit_code != 0
+    assert "learn: stopping the worker after an unexpected error" in log
+    assert "learn task failure injected by the test" in log
+    assert sample(samples, "dynamic_rlhf_events_total", model_id="boom", outcome="applied") == 3
