@@ -58,6 +58,29 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
+def histogram_quantile(before: dict[float, float], after: dict[float, float], fraction: float) -> float | None:
+    """Return a quantile of the observations between two scrapes of a cumulative histogram.
+
+    Interpolates linearly inside the bucket that holds the quantile, as Prometheus's
+    ``histogram_quantile`` does; None when no observation fell between the scrapes or the
+    quantile lies in the ``+Inf`` bucket.
+    """
+    bounds = sorted(after)
+    counts = [after[bound] - before.get(bound, 0.0) for bound in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    rank = fraction * counts[-1]
+    lower, below = 0.0, 0.0
+    for bound, cumulative in zip(bounds, counts):
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return None
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, cumulative
+    return None
+
+
 def _summary(repetitions: list[dict[str, Any]], side: str) -> dict[str, Any] | None:
     runs = [repetition[side] for repetition in repetitions if side in repetition]
     if not runs:
@@ -71,6 +94,11 @@ def _summary(repetitions: list[dict[str, Any]], side: str) -> dict[str, Any] | N
             "p50": statistics.median(percentile(values, 0.50) for values in latencies),
             "p99": statistics.median(percentile(values, 0.99) for values in latencies),
             "events_per_run": [len(values) for values in latencies],
+        }
+    delays = [run["delay_ms"] for run in runs if run.get("delay_ms")]
+    if delays:
+        summary["delay_ms"] = {
+            quantile: statistics.median(delay[quantile] for delay in delays) for quantile in ("p50", "p99")
         }
     return summary
 
@@ -135,7 +163,11 @@ def _side_rows(name: str, summary: dict[str, Any] | None) -> list[str]:
     latency = summary.get("latency_ms")
     p50 = f"{latency['p50']:.0f}" if latency else "-"
     p99 = f"{latency['p99']:.0f}" if latency else "-"
-    return [f"| {name} | {rate['median']:,.0f} ({runs}) | {p50} | {p99} |"]
+    rows = [f"| {name} | {rate['median']:,.0f} ({runs}) | {p50} | {p99} |"]
+    delay = summary.get("delay_ms")
+    if delay:
+        rows.append(f"| {name}, event delay histogram | | {delay['p50']:.1f} | {delay['p99']:.1f} |")
+    return rows
 
 
 def render_markdown(report: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from service.demo_cmd import sample_sum, scrape
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 EVENTS_METRIC: Final = "dynamic_rlhf_events_total"
+DELAY_METRIC: Final = "dynamic_rlhf_event_delay_seconds"
 
 
 def free_port() -> int:
@@ -85,6 +86,16 @@ class WorkerProcess:
         if model_id is None:
             return sample_sum(samples, EVENTS_METRIC)
         return sample_sum(samples, EVENTS_METRIC, model_id=model_id)
+
+    def delay_buckets(self, agent: str = "learn") -> dict[float, float]:
+        """Return the cumulative bucket counts of ``dynamic_rlhf_event_delay_seconds`` for `agent`, by upper bound."""
+        samples = scrape(self.base_url + "/metrics")
+        buckets = {}
+        for (name, labels), value in samples.items():
+            label_map = dict(labels)
+            if name == DELAY_METRIC + "_bucket" and label_map.get("agent") == agent:
+                buckets[float(label_map["le"])] = value
+        return buckets
 
     def wait_count(self, target: int, timeout_s: float, interval_s: float, model_id: str | None = None,
                    on_scrape: Callable[[float, float], None] | None = None) -> tuple[float, float]:

@@ -237,13 +237,23 @@ async def baseline_latency(bootstrap: str, topic: str, partitions: int, rate: fl
 
 
 def worker_latency_ms(worker: WorkerProcess, bootstrap: str, topic: str, rate: float, duration_s: float,
-                      seed: int) -> list[float]:
-    """Produce a paced stream of model ``latency`` to the running worker; return each event's latency bound in ms."""
+                      seed: int, delay_ms: dict[str, float]) -> list[float]:
+    """Produce a paced stream of model ``latency`` to the running worker; return each event's latency bound in ms.
+
+    Also fills `delay_ms` with the p50 and p99 of the worker's own event-delay histogram
+    over the paced stream (None where the histogram cannot place them).
+    """
+    before = worker.delay_buckets()
     producer = PacedProducer(bootstrap, topic, rate, duration_s, seed).start()
     scrapes: list[tuple[float, float]] = []
     worker.wait_count(producer.n_events, timeout_s=duration_s + 60, interval_s=LATENCY_SCRAPE_INTERVAL_S,
                       model_id=LATENCY_MODEL_ID, on_scrape=lambda now_s, count: scrapes.append((now_s, count)))
     timestamps_ms = producer.timestamps_ms(timeout_s=60)
+    after = worker.delay_buckets()
+    for name, fraction in (("p50", 0.50), ("p99", 0.99)):
+        quantile = _stream_report.histogram_quantile(before, after, fraction)
+        if quantile is not None:
+            delay_ms[name] = quantile * 1000
 
     # The k-th event (one key, so one partition, in order) is processed by the first scrape showing k events.
     latencies_ms = []
@@ -280,8 +290,11 @@ def run_worker(args: argparse.Namespace, topic: str, prefix: str, seed: int, pro
         result: dict[str, Any] = {"events": args.events, "seconds": last_s - first_s,
                                   "events_per_second": args.events / (last_s - first_s)}
         if args.latency_seconds > 0:
+            delay_ms: dict[str, float] = {}
             result["latency_ms"] = worker_latency_ms(worker, args.bootstrap, topic, args.latency_rate,
-                                                     args.latency_seconds, seed + 1000)
+                                                     args.latency_seconds, seed + 1000, delay_ms)
+            if len(delay_ms) == 2:
+                result["delay_ms"] = delay_ms
         return result
     finally:
         worker.stop()

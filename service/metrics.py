@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 OTHER_MODEL_ID = "other"
 
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+DELAY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 CHECKPOINT_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -68,6 +69,9 @@ class ServiceMetrics:
         self.event_processing = Histogram("dynamic_rlhf_event_processing_seconds",
                                           "Processing time of one input event.", ["agent"],
                                           buckets=LATENCY_BUCKETS_S, registry=r)
+        self.event_delay = Histogram("dynamic_rlhf_event_delay_seconds",
+                                     "Time from an input event's Kafka timestamp to the end of its processing.",
+                                     ["agent"], buckets=DELAY_BUCKETS_S, registry=r)
         self.checkpoint_bytes = Gauge("dynamic_rlhf_checkpoint_bytes", "Size of the last checkpoint value.",
                                       ["model_id"], registry=r)
         self.checkpoint_duration = Histogram("dynamic_rlhf_checkpoint_duration_seconds",

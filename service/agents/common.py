@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from faust.types import EventT, FutureMessage, Message, StreamT
@@ -28,6 +28,17 @@ async def event_batches(runtime: Runtime, stream: StreamT, agent: str) -> AsyncI
     finally:
         runtime.health.agent_down(agent)
         runtime.metrics.agent_alive.labels(agent).set(0)
+
+
+def observe_delays(runtime: Runtime, agent: str, messages: Iterable[Message]) -> None:
+    """Observe each message's delay from its Kafka timestamp (producer CreateTime by default) to now.
+
+    The delay includes the producer's clock offset from this worker's clock.
+    """
+    delay = runtime.metrics.event_delay.labels(agent)
+    now = time.time()
+    for message in messages:
+        delay.observe(max(0.0, now - message.timestamp))
 
 
 class RateLimitedLog:

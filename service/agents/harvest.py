@@ -18,7 +18,7 @@ from typing import Any
 from faust.types import EventT, StreamT
 
 from dynamic_rlhf import FeedbackError
-from service.agents.common import RateLimitedLog, dead_letter, event_batches, publish_record
+from service.agents.common import RateLimitedLog, dead_letter, event_batches, observe_delays, publish_record
 from service.codecs import decode_payload
 from service.errors import InvalidInput
 from service.events import parse_candidate_set
@@ -49,6 +49,7 @@ def register_harvest_agent(runtime: Runtime) -> None:
                                              None))
                 runtime.metrics.event_processing.labels(AGENT).observe(time.perf_counter() - started)
 
+            observe_delays(runtime, AGENT, [event.message for event in events])
             for send in sends:
                 await send
             for event in events:

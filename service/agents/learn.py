@@ -20,7 +20,7 @@ from typing import Any
 from faust.types import Message
 
 from dynamic_rlhf import FeedbackError
-from service.agents.common import RateLimitedLog, dead_letter, model_key, publish_record
+from service.agents.common import RateLimitedLog, dead_letter, model_key, observe_delays, publish_record
 from service.agents.checkpointing import run_checkpoint
 from service.agents.labels import label_pair_records
 from service.checkpoint import CheckpointError, ModelState
@@ -102,6 +102,7 @@ async def _learn_batch(runtime: Runtime, messages: list[Message], inbox: Inbox, 
             _learn_group(runtime, groups.pop(state.model_id), sends, errors)
     for group in groups.values():
         _learn_group(runtime, group, sends, errors)
+    observe_delays(runtime, AGENT, messages)
 
     runtime.store.defer_ack([make_ack_batch(inbox, messages)], sends, count=len(messages))
     if runtime.store.checkpoint_due():

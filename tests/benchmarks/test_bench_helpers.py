@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks import _batch, _core, _data  # noqa: E402
 from benchmarks._contenders import run_river, run_vowpalwabbit, sign_flips  # noqa: E402
+from benchmarks._stream_report import histogram_quantile  # noqa: E402
 from dynamic_rlhf import DynamicRLHFModel  # noqa: E402
 
 PROMPT = "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Tell me a joke\n\nAssistant:"
@@ -83,3 +85,16 @@ def test_sign_flips_balanced() -> None:
 
     assert flips == sign_flips(10_000, seed=0)
     assert 4_800 < sum(flips) < 5_200
+
+
+def test_histogram_quantile_interpolates_between_scrapes() -> None:
+    inf = float("inf")
+    before = {0.01: 5.0, 0.1: 5.0, 1.0: 5.0, inf: 5.0}
+    # 10 new observations: 4 up to 10 ms, 5 in (10 ms, 100 ms], 1 in (100 ms, 1 s].
+    after = {0.01: 9.0, 0.1: 14.0, 1.0: 15.0, inf: 15.0}
+
+    assert histogram_quantile(before, after, 0.2) == pytest.approx(0.005)
+    assert histogram_quantile(before, after, 0.5) == pytest.approx(0.01 + 0.09 * (1 / 5))
+    assert histogram_quantile(before, after, 0.95) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert histogram_quantile(before, before, 0.5) is None
+    assert histogram_quantile({}, {0.01: 0.0, inf: 2.0}, 0.5) is None

@@ -111,6 +111,10 @@ def test_learn_metrics_match_model(trained: Any) -> None:
     assert sample(samples, "dynamic_rlhf_progressive_accuracy", model_id=MODEL_ID) == pytest.approx(
         stats.progressive_accuracy)
     assert sample(samples, "dynamic_rlhf_event_processing_seconds_count", agent="learn") == TRAIN_EVENTS
+    # Every event's delay since its CreateTime is counted once, and none took 5 minutes.
+    assert sample(samples, "dynamic_rlhf_event_delay_seconds_count", agent="learn") == TRAIN_EVENTS
+    assert sample(samples, "dynamic_rlhf_event_delay_seconds_bucket", agent="learn", le="300.0") == TRAIN_EVENTS
+    assert sample(samples, "dynamic_rlhf_event_delay_seconds_sum", agent="learn") > 0
     assert sample(samples, "dynamic_rlhf_checkpoints_total", outcome="ok") >= 1
     assert sample(samples, "dynamic_rlhf_checkpoint_bytes", model_id=MODEL_ID) > 0
     assert sample(samples, "dynamic_rlhf_ready") == 1
@@ -135,6 +139,7 @@ def test_candidates_become_records(trained: Any) -> None:
     records = [json.loads(message.value) for message in messages]
 
     assert sample(samples, "dynamic_rlhf_candidates_scored_total", model_id=MODEL_ID) == CANDIDATE_SETS * 4
+    assert sample(samples, "dynamic_rlhf_event_delay_seconds_count", agent="harvest") == CANDIDATE_SETS
     assert published > 0
     assert len(records) == published
     for message, record in zip(messages, records):
