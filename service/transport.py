@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final, TypeVar, cast
 
 import aiokafka
@@ -213,6 +213,19 @@ class Consumer(aiokafka_driver.Consumer):
             await self.commit()
         return True
 
+    async def wait_empty(self) -> None:
+        """Flush held acknowledgements through the transport's `flush_pending`, then wait as Faust does.
+
+        Faust waits here, at a revocation and when the worker stops, until every message
+        handed to an agent is acknowledged. The learn agent acknowledges events only with the
+        checkpoint that contains them, and at shutdown Faust has already stopped the timer
+        that writes checkpoints, so without this flush the wait lasted until the worker was killed.
+        """
+        flush = cast(Transport, self.transport).flush_pending
+        if flush is not None and self._unacked_messages:
+            await flush()
+        await super().wait_empty()
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self._held_partitions -= revoked
         await super().on_partitions_revoked(revoked)
@@ -248,6 +261,9 @@ class Transport(aiokafka_driver.Transport):
     resume_offsets: ResumeOffsets | None = None
     """Set with `set_resume_offsets`; None keeps Faust's committed offsets."""
 
+    flush_pending: Callable[[], Awaitable[None]] | None = None
+    """Set with `set_flush_pending`; called before the consumer waits for pending acknowledgements."""
+
 
 def install_transport(app: faust.App) -> None:
     """Make `app` consume through `Transport`.
@@ -265,3 +281,11 @@ def set_resume_offsets(app: faust.App, resume_offsets: ResumeOffsets) -> None:
     if not isinstance(transport, Transport):
         raise RuntimeError("set_resume_offsets() needs the transport of install_transport(); call that first")
     transport.resume_offsets = resume_offsets
+
+
+def set_flush_pending(app: faust.App, flush: Callable[[], Awaitable[None]]) -> None:
+    """Make the consumer of `app` await `flush` before it waits for pending acknowledgements."""
+    transport = app.transport
+    if not isinstance(transport, Transport):
+        raise RuntimeError("set_flush_pending() needs the transport of install_transport(); call that first")
+    transport.flush_pending = flush

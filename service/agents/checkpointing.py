@@ -8,7 +8,7 @@ import time
 from faust.types import TP
 
 from service.runtime import Runtime
-from service.transport import set_resume_offsets
+from service.transport import set_flush_pending, set_resume_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,12 @@ def register_checkpointing(runtime: Runtime) -> None:
                 if tp.topic == settings.topic_preferences and tp.partition in resume}
 
     set_resume_offsets(app, resume_from_checkpoints)
+
+    async def flush_pending() -> None:
+        # Faust waits for pending acks at a revocation and at shutdown; a checkpoint round acks them.
+        await run_checkpoint(runtime)
+
+    set_flush_pending(app, flush_pending)
 
     @app.timer(settings.checkpoint_interval_ms / 1000 / 2, name=f"{settings.app_id}.checkpoint")
     async def checkpoint_timer() -> None:

@@ -114,3 +114,40 @@ def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path) 
     assert all(worker.process is not None and worker.process.returncode == -signal.SIGKILL for worker in workers)
     assert final.load_model().version == replayed.version
     assert final.model_bytes == replayed.to_bytes()
+
+
+def test_sigterm_checkpoints_and_exits_promptly(kafka_bootstrap: str, tmp_path: Path) -> None:
+    # No count or interval checkpoint before the stop, so every event is still unacknowledged then.
+    env = unique_env(kafka_bootstrap, DRLHF_PARTITIONS="1", DRLHF_CHECKPOINT_EVERY_EVENTS="1000000",
+                     DRLHF_CHECKPOINT_INTERVAL_MS="600000")
+    settings = settings_for(env)
+    first = Worker(env, tmp_path / "first.log").start()
+    try:
+        first.wait_ready()
+        positions = produce_json(settings.bootstrap_servers, settings.topic_preferences, "term",
+                                 synthetic_preference_events(300, seed=31, model_id="term"))
+        _wait_processed(first, "term", 300)
+        assert first.process is not None
+        stopping_at = time.monotonic()
+        first.process.send_signal(signal.SIGTERM)
+        exit_code = first.process.wait(timeout=60)
+        stop_seconds = time.monotonic() - stopping_at
+    finally:
+        first.kill()
+
+    checkpoint = wait_checkpointed(settings, {"term": positions[-1]}, timeout_s=10)["term"]
+
+    # The stop committed the consumed offsets, so a new worker has nothing to consume again.
+    second = Worker(env, tmp_path / "second.log").start()
+    try:
+        second.wait_ready()
+        time.sleep(3)
+        replayed_events = sample(second.metrics(), "dynamic_rlhf_events_total")
+    finally:
+        second.stop()
+
+    assert exit_code == 0
+    assert stop_seconds < 15, (tmp_path / "first.log").read_text(errors="replace")[-3000:]
+    assert "wait_empty: Waiting" not in (tmp_path / "first.log").read_text(errors="replace")
+    assert checkpoint.model_bytes == offline_replay(settings)["term"].to_bytes()
+    assert replayed_events == 0
