@@ -19,7 +19,8 @@ CONTRACT_SERIES = {
     "dynamic_rlhf_progressive_accuracy", "dynamic_rlhf_model_version", "dynamic_rlhf_weight_norm",
     "dynamic_rlhf_reward_length_correlation", "dynamic_rlhf_candidates_scored_total",
     "dynamic_rlhf_records_published_total", "dynamic_rlhf_dead_letters_total",
-    "dynamic_rlhf_event_processing_seconds_bucket", "dynamic_rlhf_checkpoint_bytes",
+    "dynamic_rlhf_event_processing_seconds_bucket", "dynamic_rlhf_event_delay_seconds_bucket",
+    "dynamic_rlhf_checkpoint_bytes",
     "dynamic_rlhf_checkpoint_duration_seconds_bucket", "dynamic_rlhf_checkpoint_duration_seconds_sum",
     "dynamic_rlhf_checkpoint_duration_seconds_count", "dynamic_rlhf_checkpoints_total",
     "dynamic_rlhf_consumer_lag", "dynamic_rlhf_ready", "dynamic_rlhf_agent_alive",
@@ -61,6 +62,7 @@ def test_required_panels_present() -> None:
     assert "dynamic_rlhf_reward_length_correlation" in expressions["Reward-length correlation"]
     assert "dynamic_rlhf_checkpoint_bytes" in expressions["Checkpoint size"]
     assert "dynamic_rlhf_checkpoint_duration_seconds_bucket" in expressions["Checkpoint duration"]
+    assert "dynamic_rlhf_event_delay_seconds_bucket" in expressions["Event delay quantiles"]
 
     heatmap = by_title["Processing time heatmap"]
     assert heatmap["type"] == "heatmap"

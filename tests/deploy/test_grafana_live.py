@@ -216,7 +216,7 @@ def test_every_panel_query_returns_data(worker_env: dict[str, str], worker: Proc
         if not query(prometheus, panel_query.expanded()):
             empty.append(f"{panel_query.panel_title} [{panel_query.ref_id}]: {panel_query.expanded()}")
 
-    assert len(queries) == 23
+    assert len(queries) == 25
     assert empty == []
 
     accuracy = scalar(prometheus, 'dynamic_rlhf_progressive_accuracy{model_id="default"}')

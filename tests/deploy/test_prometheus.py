@@ -18,14 +18,14 @@ CONTRACT_METRICS = {
     "dynamic_rlhf_progressive_accuracy", "dynamic_rlhf_model_version", "dynamic_rlhf_weight_norm",
     "dynamic_rlhf_reward_length_correlation", "dynamic_rlhf_candidates_scored_total",
     "dynamic_rlhf_records_published_total", "dynamic_rlhf_dead_letters_total",
-    "dynamic_rlhf_event_processing_seconds", "dynamic_rlhf_checkpoint_bytes",
+    "dynamic_rlhf_event_processing_seconds", "dynamic_rlhf_event_delay_seconds_bucket", "dynamic_rlhf_checkpoint_bytes",
     "dynamic_rlhf_checkpoint_duration_seconds", "dynamic_rlhf_checkpoints_total", "dynamic_rlhf_consumer_lag",
     "dynamic_rlhf_ready", "dynamic_rlhf_agent_alive",
 }
 EXPECTED_ALERTS = {
     "DynamicRLHFWorkerDown", "DynamicRLHFWorkerNotReady", "DynamicRLHFAgentStopped",
     "DynamicRLHFConsumerLagGrowing", "DynamicRLHFDeadLetterRateHigh",
-    "DynamicRLHFProgressiveAccuracyFalling", "DynamicRLHFCheckpointsFailing",
+    "DynamicRLHFProgressiveAccuracyFalling", "DynamicRLHFCheckpointsFailing", "DynamicRLHFModelBehindFeedback",
 }
 
 pytestmark = pytest.mark.prometheus
@@ -73,7 +73,7 @@ def test_rules_are_valid() -> None:
     result = run_promtool("check", "rules", *[str(path) for path in RULE_FILES])
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_rule_unit_tests_pass() -> None:
