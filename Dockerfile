@@ -38,10 +38,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels /wheels/dynamic_rlhf-*.whl
 
-# Compile the learner's numba loops into numba's cache inside the package, so a
-# worker loads them at start instead of compiling them (about 2 s).
-RUN python -c "from dynamic_rlhf import DynamicRLHFModel as M, ModelConfig as C, PreferenceExample as P; \
-M(C(dim=16)).learn_many([P('p', 'a', 'b'), P('p', 'a', 'b', label='tie')])"
+# Compile every numba loop of the learner into numba's cache inside the package,
+# so a worker's start-up warm-up loads them instead of compiling them (about 2 s).
+RUN python -c "from dynamic_rlhf.warmup import warm_up; warm_up()"
 
 # Faust keeps its data directory ("<app id>-data") under the working
 # directory, so the working directory is the only path the worker writes to.

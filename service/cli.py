@@ -17,6 +17,7 @@ def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     import faust
 
+    from dynamic_rlhf.warmup import warm_up
     from service.app import create_runtime
     from service.topics import TopicLayoutError, ensure_topics
 
@@ -28,6 +29,9 @@ def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if created:
         logger.info("Created topics %s", created)
+
+    # Compiled loops load now, not while the first events of each kind wait.
+    logger.info("Learner warmed up in %.2f s", warm_up(settings.model))
 
     runtime = create_runtime(settings)
     worker = faust.Worker(runtime.app, loglevel=settings.log_level.lower(), quiet=True)
