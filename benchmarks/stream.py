@@ -49,6 +49,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 from benchmarks import _stream_report  # noqa: E402
 from benchmarks._stream_worker import WorkerProcess  # noqa: E402
 from dynamic_rlhf import DynamicRLHFModel  # noqa: E402
+from dynamic_rlhf.warmup import warm_up  # noqa: E402
 from service.codecs import decode_payload, encode_json  # noqa: E402
 from service.demo_stream import synthetic_preference_events  # noqa: E402
 from service.events import parse_preference_event  # noqa: E402
@@ -367,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     pairs = encoded_events(args.events, args.models, args.seed)
+    # The worker loads its compiled loops before it reports ready; the plain loop does so here.
+    warm_up()
     repetitions = [run_repetition(args, repetition, pairs) for repetition in range(args.repeats)]
 
     report = _stream_report.build_report(args, [sys.argv[0], *argv], repetitions)
