@@ -25,6 +25,10 @@ of the concatenated texts, the token in bytes ``[s, e)`` hashes to
 with distinct salts; the bucket is ``(code >> 1) % dim`` and bit 0 is the sign. Nothing
 uses Python's salted ``hash()``, so every host computes the same buckets.
 :func:`token_hash` is the same hash in plain Python, used to name features.
+
+With numba installed, :meth:`HashingFeaturiser.featurise_examples` runs the loops of
+:mod:`dynamic_rlhf.feature_kernels` instead, which compute the same buckets and the
+same float32 block bits in one pass over each text's bytes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
+
+from dynamic_rlhf import feature_kernels, kernels
 
 _MASK64: Final = (1 << 64) - 1
 _P: Final = 0x100000001B3  # the 64-bit FNV prime; any odd multiplier works
@@ -263,9 +269,13 @@ class HashingFeaturiser:
         prompt_of_example = np.fromiter((distinct.setdefault(p, len(distinct)) for p in prompts),
                                         dtype=np.int64, count=n_examples)
         encoded = [encode_text(t) for t in texts] + [encode_text(p) for p in distinct]
+        n_texts = len(texts)
+        if kernels.COMPILED:
+            compiled = self._featurise_compiled(encoded, n_texts, per_example, prompt_of_example)
+            if compiled is not None:
+                return compiled
         tokens = _hash_tokens(encoded, self.max_tokens)
 
-        n_texts = len(texts)
         example_of_text = np.repeat(np.arange(n_examples, dtype=np.int64), per_example)
         in_completion = tokens.text < n_texts
         hashes, owner = tokens.hashes[in_completion], tokens.text[in_completion]
@@ -279,6 +289,40 @@ class HashingFeaturiser:
         overlap_counts = np.bincount(overlap_owner, minlength=n_texts)
         entries.append(self._dense_entries(counts, overlap_counts))
         return _merge(entries, example_of_text, per_example, counts, self.dim)
+
+    def _featurise_compiled(self, encoded: Sequence[bytes], n_texts: int, per_example: NDArray[np.int64],
+                            prompt_of_example: NDArray[np.int64]) -> ExampleFeatures | None:
+        """Return the same features as the numpy pipeline, from the loops of :mod:`dynamic_rlhf.feature_kernels`.
+
+        Return None when the batch's sort keys would not fit in 63 bits (millions of examples).
+        """
+        n_examples = len(per_example)
+        columns = int(per_example.max(initial=1))
+        if not feature_kernels.sort_keys_fit(n_examples, self.dim, columns):
+            return None
+        column_bits = feature_kernels.column_bits(columns)
+        text_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=text_offsets[1:])
+        data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        hashes = np.empty(len(data), dtype=np.uint64)
+        token_offsets = np.empty(len(encoded) + 1, dtype=np.int64)
+        feature_kernels.hash_tokens(data, text_offsets, _CLASSES, self.max_tokens, hashes, token_offsets)
+
+        # One sort key per entry: unigram, bigram and overlap entries per token, three dense ones per text.
+        keys = np.empty(3 * int(token_offsets[n_texts]) + len(DENSE_FEATURES) * n_texts, dtype=np.int64)
+        overlap_counts = np.empty(n_texts, dtype=np.int64)
+        n_keys = feature_kernels.emit_entries(hashes, token_offsets, per_example, prompt_of_example, self.dim,
+                                              self.ngram_max >= 2, self.dense, column_bits, keys, overlap_counts)
+        keys = keys[:n_keys]
+        keys.sort()
+
+        counts = np.diff(token_offsets[:n_texts + 1])
+        dense_values = self._dense_entries(counts, overlap_counts)[2].reshape(n_texts, len(DENSE_FEATURES))
+        completion_offsets = np.zeros(n_examples + 1, dtype=np.int64)
+        np.cumsum(per_example, out=completion_offsets[1:])
+        coordinates, coordinate_offsets, block, block_offsets = feature_kernels.build_blocks(
+            keys, self.dim, column_bits, per_example, completion_offsets, dense_values)
+        return ExampleFeatures(coordinates, coordinate_offsets, block, block_offsets, completion_offsets, counts)
 
     def _unigrams(self, hashes: NDArray[np.uint64], owner: NDArray[np.int64]) -> tuple:
         buckets, signs = _codes_to_buckets(_fmix_array(hashes + np.uint64(_SALT_UNIGRAM)), self.dim)

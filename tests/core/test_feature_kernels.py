@@ -1,0 +1,116 @@
+"""The compiled featuriser against the numpy pipeline: same buckets, same float32 bits."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytest
+
+from dynamic_rlhf import feature_kernels, kernels
+from dynamic_rlhf.features import ExampleFeatures, HashingFeaturiser
+from dynamic_rlhf.text import render_text
+
+FIELDS = ("coordinates", "coordinate_offsets", "block", "block_offsets", "completion_offsets", "n_tokens")
+PIECES = ["the", "Launch", "déjà", "naïve", "日本語", "x_1", "42", "🙂", "\ud800", "ǅ", "İ", "ß", "\x00", "\x7f",
+          "\u00a0", "\u2028", "", " ", "\n", "\t", ",", ".", "--", "'", "“", "”", "A" * 30]
+
+
+def random_unicode(rng: random.Random, pieces: int) -> str:
+    """Return known words, marks and control characters mixed with random code points."""
+    parts = []
+    for _ in range(pieces):
+        if rng.random() < 0.2:
+            parts.append(chr(rng.choice([rng.randint(0, 0x7F), rng.randint(0x80, 0x2FFF), rng.randint(0x10000, 0x1FFFF)])))
+        else:
+            parts.append(rng.choice(PIECES))
+    return "".join(parts)
+
+
+def features_by_path(featuriser: HashingFeaturiser, prompts: Sequence[str], completions: Sequence[Sequence[str]],
+                     compiled: bool, monkeypatch: pytest.MonkeyPatch) -> ExampleFeatures:
+    """Featurise with the compiled loops (run as plain Python when numba is absent) or with numpy."""
+    with monkeypatch.context() as patch:
+        patch.setattr(kernels, "COMPILED", compiled)
+        # Uncompiled, the uint64 products overflow numpy scalars, which wrap as intended.
+        with np.errstate(over="ignore"):
+            return featuriser.featurise_examples(prompts, completions, remember=False)
+
+
+def assert_same_features(first: ExampleFeatures, second: ExampleFeatures) -> None:
+    for name in FIELDS:
+        a, b = getattr(first, name), getattr(second, name)
+        assert a.dtype == b.dtype, name
+        assert a.shape == b.shape, name
+        assert a.tobytes() == b.tobytes(), name
+
+
+def batches(seed: int, count: int) -> Iterator[tuple[list[str], list[tuple[str, ...]]]]:
+    rng = random.Random(seed)
+    for _ in range(count):
+        prompts = [random_unicode(rng, rng.randint(0, 60)) for _ in range(rng.randint(1, 12))]
+        if len(prompts) > 2:
+            prompts[1] = prompts[2]  # a repeated prompt is tokenised once
+        completions = [tuple(random_unicode(rng, rng.randint(0, 40)) for _ in range(rng.randint(1, 5)))
+                       for _ in prompts]
+        yield prompts, completions
+
+
+@pytest.mark.parametrize(("dim", "ngram_max", "max_tokens"),
+                         [(2**20, 2, 4096), (2**10, 1, 4096), (16, 2, 5), (17, 2, 3), (1000, 1, 1), (2**28, 2, 64)])
+def test_compiled_matches_numpy_on_random_unicode(dim: int, ngram_max: int, max_tokens: int,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    featuriser = HashingFeaturiser(dim=dim, ngram_max=ngram_max, max_tokens=max_tokens)
+
+    for prompts, completions in batches(seed=dim + max_tokens, count=8):
+        compiled = features_by_path(featuriser, prompts, completions, True, monkeypatch)
+        reference = features_by_path(featuriser, prompts, completions, False, monkeypatch)
+
+        assert_same_features(compiled, reference)
+
+
+def test_compiled_matches_numpy_on_edge_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    featuriser = HashingFeaturiser(dim=2**20)
+    chat = render_text([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Is the launch on time?"}])
+    long_text = " ".join(f"w{i % 977}" for i in range(6000))  # beyond max_tokens = 4096
+    punctuation = "!?" * 3000
+    prompts = ["", chat, long_text, "", "launch time", punctuation]
+    completions = [("", ""), ("The launch is on time.", chat), (long_text, long_text[:100], ""),
+                   (" \t\n", "\x00\x00"), ("launch launch time", "time"), (punctuation, "! ?")]
+
+    compiled = features_by_path(featuriser, prompts, completions, True, monkeypatch)
+    reference = features_by_path(featuriser, prompts, completions, False, monkeypatch)
+
+    assert_same_features(compiled, reference)
+    assert compiled.n_tokens.tolist() == [0, 0, 6, 9, 4096, 28, 0, 0, 0, 3, 1, 4096, 2]
+
+
+def test_compiled_matches_numpy_on_empty_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    featuriser = HashingFeaturiser(dim=2**10)
+
+    compiled = features_by_path(featuriser, [], [], True, monkeypatch)
+    reference = features_by_path(featuriser, [], [], False, monkeypatch)
+
+    assert_same_features(compiled, reference)
+    assert compiled.coordinate_offsets.tolist() == [0]
+
+
+def test_sort_keys_fit_limit() -> None:
+    # Keys hold (example, bucket, completion, kind) in 63 bits.
+    assert feature_kernels.sort_keys_fit(2048, 2**28, 8)
+    assert feature_kernels.sort_keys_fit(2**31 - 1, 2**28, 1)
+    assert not feature_kernels.sort_keys_fit(2**31, 2**28, 2)
+    assert not feature_kernels.sort_keys_fit(2**30, 2**28, 3)
+
+
+def test_batch_too_large_for_keys_uses_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    featuriser = HashingFeaturiser(dim=2**10)
+    prompts, completions = next(batches(seed=1, count=1))
+    reference = features_by_path(featuriser, prompts, completions, False, monkeypatch)
+    monkeypatch.setattr(feature_kernels, "sort_keys_fit", lambda n_examples, dim, columns: False)
+    monkeypatch.setattr(feature_kernels, "emit_entries", None)  # fails if the compiled path runs
+
+    fallback = features_by_path(featuriser, prompts, completions, True, monkeypatch)
+
+    assert_same_features(fallback, reference)
