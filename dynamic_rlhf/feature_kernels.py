@@ -3,19 +3,23 @@ r"""The compiled form of :meth:`HashingFeaturiser.featurise_examples`.
 With numba installed, the featuriser tokenises, hashes and merges a batch in the loops
 below, one pass over each text's bytes, instead of the numpy pipeline in
 :mod:`dynamic_rlhf.features`. Both give the same buckets and the same float32 block
-bits; the tests compare them on random text. Without numba the featuriser uses the
-numpy pipeline, and these functions still run as plain Python (slowly) on numpy uint64
-scalars, whose products wrap modulo :math:`2^{64}` as numba's do.
+bits, and the tests compare them on random text. Without numba the featuriser uses the
+numpy pipeline. These functions still run as plain Python (slowly) on numpy uint64
+scalars, whose products wrap modulo :math:`2^{64}` as numba's do, with a numpy
+overflow warning that the tests silence.
 
 The steps for a batch:
 
 1. :func:`hash_tokens` cuts every text into tokens and computes each token's hash with
    Horner's rule, which equals the prefix-sum form of the numpy pipeline modulo
-   :math:`2^{64}`;
-2. :func:`assemble_examples` puts the prompt tokens' keys in one open-addressing set,
-   then, example by example, sums the unigram, bigram, overlap and dense entries of
-   each completion into a bucket map and writes the example's ascending buckets and
-   its ``(buckets, completions)`` block.
+   :math:`2^{64}`.
+2. :func:`emit_entries` puts the prompt tokens' keys in one open-addressing set, as
+   ``np.isin`` compares them in the numpy pipeline. Then it writes one int64 sort key
+   per unigram, bigram, overlap and dense entry of every completion, ordered by
+   example, bucket, completion and entry kind.
+3. The caller sorts the keys with numpy, and :func:`build_blocks` sums each
+   (example, bucket, completion) run of keys into one float32 cell of the example's
+   ``(buckets, completions)`` block.
 
 Sums follow the numpy pipeline's order: the ±1 entries are integers, exact in float64
 in any order, and the dense values are added last, in :data:`DENSE_FEATURES` order, as
@@ -65,12 +69,13 @@ def _fmix(h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def hash_tokens(data, text_offsets, classes, max_tokens, hashes, token_offsets):  # type: ignore[no-untyped-def]
+def hash_tokens(data, text_offsets, classes, lower, max_tokens, hashes, token_offsets):  # type: ignore[no-untyped-def]
     """Write the hashes of the first *max_tokens* tokens of every text; return the token count.
 
     Text ``t`` is ``data[text_offsets[t]:text_offsets[t + 1]]``. Its token hashes go to
-    ``hashes[token_offsets[t]:token_offsets[t + 1]]``; *hashes* needs one slot per byte.
+    ``hashes[token_offsets[t]:token_offsets[t + 1]]``, so *hashes* needs one slot per byte.
     ``classes`` maps a byte to 0 (separator), 1 (word byte) or 2 (punctuation token).
+    Each byte is hashed as ``lower[byte]``, which lower-cases ASCII letters.
     """
     n = 0
     token_offsets[0] = 0
@@ -84,11 +89,11 @@ def hash_tokens(data, text_offsets, classes, max_tokens, hashes, token_offsets):
                 i += 1
                 continue
             start = i
-            h = np.uint64(data[i]) + _ONE
+            h = np.uint64(lower[data[i]]) + _ONE
             i += 1
             if kind == 1:
                 while i < end and classes[data[i]] == 1:
-                    h = h * _P + np.uint64(data[i]) + _ONE
+                    h = h * _P + np.uint64(lower[data[i]]) + _ONE
                     i += 1
             hashes[n] = _fmix(h ^ (np.uint64(i - start) * _LENGTH_MULT))
             n += 1
@@ -220,24 +225,32 @@ def build_blocks(keys, dim, column_bits, per_example, completion_offsets, dense_
     coordinates = np.empty(coordinate_offsets[n_examples], dtype=np.int64)
     block = np.zeros(block_offsets[n_examples], dtype=np.float32)
 
-    r = 0
-    n_rows = 0
-    while r < len(keys):
-        row = keys[r] >> (column_bits + KIND_BITS)
-        e = row // dim
-        coordinates[n_rows] = row - e * dim
-        columns = per_example[e]
-        cell = block_offsets[e] + (n_rows - coordinate_offsets[e]) * columns
-        while r < len(keys) and keys[r] >> (column_bits + KIND_BITS) == row:
-            column = (keys[r] >> KIND_BITS) & ((1 << column_bits) - 1)
+    # One pass over the sorted keys; a cell's sum is written when its last entry has been added.
+    row_shift = column_bits + KIND_BITS
+    column_mask = (1 << column_bits) - 1
+    n_rows = -1
+    previous = -1
+    e = 0
+    cell = 0
+    total = 0.0
+    for r in range(len(keys)):
+        key = keys[r]
+        row = key >> row_shift
+        if key >> KIND_BITS != previous:
+            if previous >= 0:
+                block[cell] = np.float32(total)
+            previous = key >> KIND_BITS
             total = 0.0
-            while r < len(keys) and keys[r] >> KIND_BITS == (row << column_bits) | column:
-                kind = keys[r] & (_KINDS - 1)
-                if kind < _DENSE_KIND:
-                    total += 1.0 - 2.0 * kind
-                else:
-                    total += dense_values[completion_offsets[e] + column, kind - _DENSE_KIND]
-                r += 1
-            block[cell + column] = np.float32(total)
-        n_rows += 1
+            if n_rows < 0 or row != coordinates[n_rows] + e * dim:
+                n_rows += 1
+                e = row // dim
+                coordinates[n_rows] = row - e * dim
+            cell = block_offsets[e] + (n_rows - coordinate_offsets[e]) * per_example[e] + (previous & column_mask)
+        kind = key & (_KINDS - 1)
+        if kind < _DENSE_KIND:
+            total += 1.0 - 2.0 * kind
+        else:
+            total += dense_values[completion_offsets[e] + (previous & column_mask), kind - _DENSE_KIND]
+    if previous >= 0:
+        block[cell] = np.float32(total)
     return coordinates, coordinate_offsets, block, block_offsets

@@ -66,6 +66,9 @@ for _byte in b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_":
 for _byte in range(0x21, 0x7F):
     if _CLASSES[_byte] == 0:
         _CLASSES[_byte] = _PUNCT
+# ASCII upper-case letters to lower case; str.lower() leaves none in any text, so other bytes map to themselves.
+_ASCII_LOWER = np.arange(256, dtype=np.uint8)
+_ASCII_LOWER[ord("A"):ord("Z") + 1] += ord("a") - ord("A")
 TOKEN_BYTES: Final = re.compile(rb"[0-9A-Za-z_\x80-\xff]+|[!-/:-@\[-^`{-~]")
 
 
@@ -268,12 +271,14 @@ class HashingFeaturiser:
         distinct: dict[str, int] = {}
         prompt_of_example = np.fromiter((distinct.setdefault(p, len(distinct)) for p in prompts),
                                         dtype=np.int64, count=n_examples)
-        encoded = [encode_text(t) for t in texts] + [encode_text(p) for p in distinct]
         n_texts = len(texts)
         if kernels.COMPILED:
+            # ASCII texts are lower-cased in the compiled loop, which gives the bytes of encode_text.
+            encoded = [t.encode() if t.isascii() else encode_text(t) for t in texts + list(distinct)]
             compiled = self._featurise_compiled(encoded, n_texts, per_example, prompt_of_example)
             if compiled is not None:
                 return compiled
+        encoded = [encode_text(t) for t in texts] + [encode_text(p) for p in distinct]
         tokens = _hash_tokens(encoded, self.max_tokens)
 
         example_of_text = np.repeat(np.arange(n_examples, dtype=np.int64), per_example)
@@ -306,7 +311,7 @@ class HashingFeaturiser:
         data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
         hashes = np.empty(len(data), dtype=np.uint64)
         token_offsets = np.empty(len(encoded) + 1, dtype=np.int64)
-        feature_kernels.hash_tokens(data, text_offsets, _CLASSES, self.max_tokens, hashes, token_offsets)
+        feature_kernels.hash_tokens(data, text_offsets, _CLASSES, _ASCII_LOWER, self.max_tokens, hashes, token_offsets)
 
         # One sort key per entry: unigram, bigram and overlap entries per token, three dense ones per text.
         keys = np.empty(3 * int(token_offsets[n_texts]) + len(DENSE_FEATURES) * n_texts, dtype=np.int64)

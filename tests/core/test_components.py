@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dynamic_rlhf import ConfigError, ModelConfig
+from dynamic_rlhf import ConfigError, ModelConfig, bootstrap
 from dynamic_rlhf.bootstrap import poisson_weights
 from dynamic_rlhf.optim import LazyAdaGrad
 from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
@@ -101,3 +101,8 @@ def test_lazy_decay_matches_dense_decay() -> None:
         dense[coordinates] -= 0.1 * gradient[:, 0] / (np.sqrt(accumulators[coordinates]) + 1e-8)
 
     np.testing.assert_allclose(optimiser.current(np.arange(8))[:, 0], dense, rtol=1e-4, atol=1e-6)
+
+
+def test_copied_hash_state_gives_block_zero_digest() -> None:
+    for example_id in ["", "a", "event-1", "é🙂" * 50, "x" * 300]:
+        assert bootstrap._digest_block_zero(example_id) == bootstrap._digest(example_id, 0)
