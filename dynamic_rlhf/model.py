@@ -193,12 +193,12 @@ class DynamicRLHFModel:
         optimiser = self.optimiser
         offset = slice(start, end + 1)
         config = self.config
-        optimiser.scale = kernels.learn_single_pairs(
+        optimiser.scale, optimiser.n_rows = kernels.learn_single_pairs(
             features.coordinates, features.coordinate_offsets[offset],
             features.block, features.block_offsets[offset], features.completion_offsets[offset], features.n_tokens,
             np.array(chunk.kinds[start:end], dtype=np.int64), np.array(chunk.margins[start:end], dtype=np.float64),
-            np.array(chunk.weights[start:end], dtype=np.float64), annotators, draws, optimiser.table,
-            optimiser.touched_mask, optimiser.scale, optimiser.decay, optimiser.learning_rate, optimiser.delta,
+            np.array(chunk.weights[start:end], dtype=np.float64), annotators, draws, optimiser.rows, optimiser.table,
+            optimiser.n_rows, optimiser.scale, optimiser.decay, optimiser.learning_rate, optimiser.delta,
             config.tie_nu, config.tie_bad_strength, counts, self.annotators.parameters(),
             metric_vector, metrics.window, moment_vector, self.moments.window, live, losses, correct)
 

@@ -39,11 +39,14 @@ Float32Array = NDArray[np.float32]
 class LazyAdaGrad:
     """Weights, AdaGrad accumulators and the decay scale of ``heads`` linear models.
 
-    Both arrays are coordinate-major, shape ``(dim, heads)``, and are views
-    of one ``(dim, 2, heads)`` table: the weights and accumulators of all
-    heads of one bucket are 72 adjacent bytes (with 9 heads), so an update
-    touches one or two cache lines per bucket. The loops themselves are in
-    :mod:`dynamic_rlhf.kernels`.
+    The weights and accumulators live in one ``(dim, 2, heads)`` float32 table, so
+    those of all heads of one bucket are 72 adjacent bytes (with 9 heads) and an
+    update touches one or two cache lines per bucket. A bucket gets the next free row
+    of the table when it is first updated, and ``rows[bucket]`` stores that row plus one
+    (0 for a bucket never updated). The used rows are therefore contiguous, and the
+    table's memory pages beyond them are never written. So apart from the 4-byte row
+    map per bucket, a model's resident memory grows with the buckets it has updated
+    rather than with ``dim``. The loops themselves are in :mod:`dynamic_rlhf.kernels`.
     """
 
     def __init__(self, heads: int, dim: int, learning_rate: float, l2: float, delta: float = 1e-8) -> None:
@@ -53,26 +56,41 @@ class LazyAdaGrad:
         self.delta = float(np.float32(delta))
         self.decay = 1.0 - learning_rate * l2
         self.scale = 1.0
-        # One table, so the weights and accumulators of a bucket share cache lines;
-        # the two arrays below are views of it.
         self.table = np.zeros((dim, 2, heads), dtype=np.float32)
-        self.stored_weights = self.table[:, kernels.WEIGHT, :]
-        self.accumulators = self.table[:, kernels.ACCUMULATOR, :]
-        self.touched_mask = np.zeros(dim, dtype=np.bool_)
+        self.rows = np.zeros(dim, dtype=np.int32)
+        self.n_rows = 0
 
     @property
     def heads(self) -> int:
-        return int(self.stored_weights.shape[1])
+        return int(self.table.shape[2])
+
+    def stored(self, coordinates: NDArray[np.int64]) -> tuple[Float32Array, Float32Array]:
+        """Return the ``(len(coordinates), heads)`` stored weights and accumulators (zero for buckets never updated)."""
+        rows = self.rows[coordinates].astype(np.int64) - 1
+        updated = rows >= 0
+        weights = np.zeros((len(coordinates), self.heads), dtype=np.float32)
+        accumulators = np.zeros((len(coordinates), self.heads), dtype=np.float32)
+        weights[updated] = self.table[rows[updated], kernels.WEIGHT]
+        accumulators[updated] = self.table[rows[updated], kernels.ACCUMULATOR]
+        return weights, accumulators
+
+    def load(self, coordinates: NDArray[np.int64], weights: Float32Array, accumulators: Float32Array) -> None:
+        """Store the weights and accumulators of buckets never updated so far, in the order given."""
+        rows = np.arange(self.n_rows, self.n_rows + len(coordinates))
+        self.table[rows, kernels.WEIGHT] = weights
+        self.table[rows, kernels.ACCUMULATOR] = accumulators
+        self.rows[coordinates] = rows + 1
+        self.n_rows += len(coordinates)
 
     def current(self, coordinates: NDArray[np.int64]) -> Float32Array:
         """Return the ``(len(coordinates), heads)`` current weights, decay included."""
-        stored = self.stored_weights.take(coordinates, axis=0)
+        stored, _ = self.stored(coordinates)
         return stored * np.float32(self.scale) if self.scale != 1.0 else stored
 
     def rewards(self, coordinates: NDArray[np.int64], block: Float32Array, columns: int) -> NDArray[np.float64]:
         """Return the ``(columns, heads)`` rewards of a row-major ``(buckets, columns)`` block."""
         out = np.empty((columns, self.heads))
-        kernels.block_rewards(coordinates, block.reshape(-1), columns, self.table, self.scale, out)
+        kernels.block_rewards(coordinates, block.reshape(-1), columns, self.rows, self.table, self.scale, out)
         return out
 
     def step(self, coordinates: NDArray[np.int64], block: Float32Array, columns: int,
@@ -85,15 +103,15 @@ class LazyAdaGrad:
         gradient = np.empty((len(coordinates), self.heads), dtype=np.float32)
         kernels.block_gradient(block.reshape(-1), columns, np.ascontiguousarray(coefficients, dtype=np.float64), gradient)
         step = float(np.float32(self.learning_rate / self.scale))
-        kernels.adagrad_rows(coordinates, gradient, self.table, self.touched_mask, step, self.delta)
+        self.n_rows = kernels.adagrad_rows(coordinates, gradient, self.rows, self.table, self.n_rows, step, self.delta)
         self.fold_if_small()
 
     def fold_if_small(self) -> None:
         """Fold the decay scale into the stored weights once it nears float underflow."""
         if self.scale < kernels.MIN_SCALE:
-            kernels.fold_scale(self.table, self.scale)
+            kernels.fold_scale(self.table, self.n_rows, self.scale)
             self.scale = 1.0
 
     def touched(self) -> NDArray[np.int64]:
         """Return the coordinates updated at least once, ascending."""
-        return np.flatnonzero(self.touched_mask).astype(np.int64)
+        return np.flatnonzero(self.rows).astype(np.int64)

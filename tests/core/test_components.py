@@ -106,3 +106,20 @@ def test_lazy_decay_matches_dense_decay() -> None:
 def test_copied_hash_state_gives_block_zero_digest() -> None:
     for example_id in ["", "a", "event-1", "é🙂" * 50, "x" * 300]:
         assert bootstrap._digest_block_zero(example_id) == bootstrap._digest(example_id, 0)
+
+
+def test_optimiser_rows_follow_first_update() -> None:
+    optimiser = LazyAdaGrad(heads=2, dim=16, learning_rate=0.1, l2=0.0)
+    block = np.ones(2, dtype=np.float32)
+    coefficients = np.full((2, 1), 0.5)
+
+    optimiser.step(np.array([5, 2]), block, 1, coefficients)
+    optimiser.step(np.array([2, 7]), block, 1, coefficients)
+
+    assert optimiser.n_rows == 3
+    assert optimiser.rows[[5, 2, 7]].tolist() == [1, 2, 3]
+    assert optimiser.touched().tolist() == [2, 5, 7]
+    weights, accumulators = optimiser.stored(np.array([2, 3, 5, 7]))
+    assert accumulators[:, 0].tolist() == [0.5, 0.0, 0.25, 0.25]
+    assert weights[1].tolist() == [0.0, 0.0]
+    assert weights[2].tolist() == weights[3].tolist() == [np.float32(-0.1)] * 2
