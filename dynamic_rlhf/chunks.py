@@ -61,6 +61,12 @@ class Chunk:
         Equals ``from_judgements`` over ``expand(example)`` for every example.
         """
         chunk = cls()
+        # Bound methods of the column lists, looked up once per chunk rather than once per example.
+        skip, activate, prompt_of, texts_of = (chunk.skipped.append, chunk.active.append, chunk.prompts.append,
+                                               chunk.texts.append)
+        single, kind_of, margin_of, weight_of = (chunk.single.append, chunk.kinds.append, chunk.margins.append,
+                                                 chunk.weights.append)
+        annotator_of, id_of = chunk.annotator_ids.append, chunk.example_ids.append
         for position, (example, example_id) in enumerate(zip(examples, example_ids)):
             if type(example) is not PreferenceExample or centring != 0.0:
                 chunk.add_judgement(expand(example, ranking_loss=ranking_loss, rating_margin_scale=rating_margin_scale),
@@ -68,20 +74,23 @@ class Chunk:
                 continue
             chosen, rejected = example.chosen, example.rejected
             if chosen == rejected:
-                chunk.skipped.append(1)
+                skip(1)
                 continue
-            chunk.skipped.append(0)
-            chunk.active.append(position)
+            skip(0)
+            activate(position)
             prompt = example.prompt
-            chunk.prompts.append(prompt if isinstance(prompt, str) else render_text(prompt))
-            chunk.texts.append((chosen if isinstance(chosen, str) else render_text(chosen),
-                                rejected if isinstance(rejected, str) else render_text(rejected)))
-            chunk.single.append(True)
-            chunk.kinds.append(_KINDS[example.label])
-            chunk.margins.append(example.margin)
-            chunk.weights.append(example.weight * 1.0)  # the comparison weight of a pair is 1.0
-            chunk.annotator_ids.append(example.annotator_id)
-            chunk.example_ids.append(example_id)
+            prompt_of(prompt if type(prompt) is str else render_text(prompt))
+            if type(chosen) is not str:
+                chosen = render_text(chosen)
+            if type(rejected) is not str:
+                rejected = render_text(rejected)
+            texts_of((chosen, rejected))
+            single(True)
+            kind_of(_KINDS[example.label])
+            margin_of(example.margin)
+            weight_of(example.weight * 1.0)  # the comparison weight of a pair is 1.0
+            annotator_of(example.annotator_id)
+            id_of(example_id)
         return chunk
 
     def add_judgement(self, judgement: Judgement, centring: float) -> None:

@@ -109,31 +109,38 @@ def _prompt_key(h, prompt):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def _key_set(hashes, token_offsets, first_prompt_text):  # type: ignore[no-untyped-def]
-    """Return an open-addressing set (keys, occupied) of every prompt token's key."""
+    """Return an open-addressing set of every prompt token's key: (slots, whether key 0 is in it).
+
+    A slot holding 0 is free, so key 0 is recorded by the flag instead of a slot.
+    """
     first = token_offsets[first_prompt_text]
     count = token_offsets[len(token_offsets) - 1] - first
     size = 16
     while size < 2 * count:
         size *= 2
     keys = np.zeros(size, dtype=np.uint64)
-    occupied = np.zeros(size, dtype=np.bool_)
+    has_zero = False
     mask = np.uint64(size - 1)
     for t in range(first_prompt_text, len(token_offsets) - 1):
         for j in range(token_offsets[t], token_offsets[t + 1]):
             key = _prompt_key(hashes[j], t - first_prompt_text)
+            if key == 0:
+                has_zero = True
+                continue
             slot = np.int64(key & mask)
-            while occupied[slot] and keys[slot] != key:
+            while keys[slot] != 0 and keys[slot] != key:
                 slot = (slot + 1) & (size - 1)
             keys[slot] = key
-            occupied[slot] = True
-    return keys, occupied
+    return keys, has_zero
 
 
 @njit(cache=True)
-def _in_key_set(keys, occupied, key):  # type: ignore[no-untyped-def]
+def _in_key_set(keys, has_zero, key):  # type: ignore[no-untyped-def]
+    if key == 0:
+        return has_zero
     size = len(keys)
     slot = np.int64(key & np.uint64(size - 1))
-    while occupied[slot]:
+    while keys[slot] != 0:
         if keys[slot] == key:
             return True
         slot = (slot + 1) & (size - 1)
@@ -166,7 +173,7 @@ def emit_entries(hashes, token_offsets, per_example, prompt_of_example, dim, big
     n_texts = 0
     for e in range(n_examples):
         n_texts += per_example[e]
-    prompt_keys, occupied = _key_set(hashes, token_offsets, n_texts)
+    prompt_keys, has_zero = _key_set(hashes, token_offsets, n_texts)
     mask = dim - 1 if dim & (dim - 1) == 0 else 0
 
     n = 0
@@ -187,7 +194,7 @@ def emit_entries(hashes, token_offsets, per_example, prompt_of_example, dim, big
                     n += 1
             overlaps = 0
             for j in range(first, end):
-                if _in_key_set(prompt_keys, occupied, _prompt_key(hashes[j], prompt)):
+                if _in_key_set(prompt_keys, has_zero, _prompt_key(hashes[j], prompt)):
                     code = _fmix(hashes[j] + _SALT_OVERLAP)
                     keys[n] = _entry(e, _bucket(code, dim, mask), c, np.int64(code & _ONE), dim, column_bits)
                     n += 1

@@ -80,6 +80,27 @@ def block_rewards(coordinates, block, columns, rows, table, scale, out):  # type
 
 
 @njit(cache=True)
+def _pair_rewards(example_rows, count, features, table, scale, out):  # type: ignore[no-untyped-def]
+    """Write the rewards ``out[c, k]`` of a pair's two columns, as :func:`block_rewards` does, from its rows."""
+    heads = table.shape[2]
+    for c in range(2):
+        for k in range(heads):
+            out[c, k] = 0.0
+    for j in range(count):
+        row = example_rows[j]
+        if row < 0:
+            continue
+        weights = table[row, WEIGHT]
+        for c in range(2):
+            x = np.float64(features[j * 2 + c])
+            if x != 0.0:
+                _add_scaled(out[c], x, weights)
+    for c in range(2):
+        for k in range(heads):
+            out[c, k] *= scale
+
+
+@njit(cache=True)
 def _add_scaled(out, x, weights):  # type: ignore[no-untyped-def]
     # One loop over the heads, which the compiler turns into vector instructions.
     for k in range(len(out)):
@@ -251,6 +272,10 @@ def learn_single_pairs(coordinates, coordinate_offsets, block, block_offsets, co
     first_coefficient = np.zeros(heads)
     second_coefficient = np.zeros(heads)
     strict_coefficient = np.zeros(heads, dtype=np.float32)
+    largest = 0
+    for e in range(len(kinds)):
+        largest = max(largest, coordinate_offsets[e + 1] - coordinate_offsets[e])
+    example_rows = np.empty(largest, dtype=np.int64)
     delta32 = np.float32(delta)
     for e in range(len(kinds)):
         buckets = coordinates[coordinate_offsets[e]:coordinate_offsets[e + 1]]
@@ -260,7 +285,10 @@ def learn_single_pairs(coordinates, coordinate_offsets, block, block_offsets, co
         # Head weights, then rewards before the update.
         annotator = annotators[e]
         label_weight = weights[e] * annotator_weight(counts, annotator, annotator_parameters)
-        block_rewards(buckets, features, 2, rows, table, scale, rewards)
+        # The rows of all buckets first: independent loads that the CPU overlaps.
+        for j in range(len(buckets)):
+            example_rows[j] = rows[buckets[j]] - 1
+        _pair_rewards(example_rows, len(buckets), features, table, scale, rewards)
 
         # d objective / d reward of each completion, per head and times the head weight.
         margin = margins[e]
@@ -309,7 +337,12 @@ def learn_single_pairs(coordinates, coordinate_offsets, block, block_offsets, co
         for k in range(heads):
             strict_coefficient[k] = np.float32(first_coefficient[k])
         for j in range(len(buckets)):
-            row, n_rows = claim_row(rows, buckets[j], n_rows)
+            row = example_rows[j]
+            if row < 0:
+                # Buckets of one example are unique, so none is claimed twice here.
+                row = n_rows
+                rows[buckets[j]] = n_rows + 1
+                n_rows += 1
             x_first = np.float64(features[2 * j])
             x_second = np.float64(features[2 * j + 1])
             if kind == 0:
