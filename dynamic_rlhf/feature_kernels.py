@@ -13,11 +13,12 @@ The steps for a batch:
 1. :func:`hash_tokens` cuts every text into tokens and computes each token's hash with
    Horner's rule, which equals the prefix-sum form of the numpy pipeline modulo
    :math:`2^{64}`.
-2. :func:`emit_entries` puts the prompt tokens' keys in one open-addressing set, as
-   ``np.isin`` compares them in the numpy pipeline. Then it writes one int64 sort key
-   per unigram, bigram, overlap and dense entry of every completion, ordered by
-   example, bucket, completion and entry kind.
-3. The caller sorts the keys with numpy, and :func:`build_blocks` sums each
+2. :func:`overlap_flags` finds the completion tokens whose prompt key is among the keys
+   of all prompt tokens, as ``np.isin`` does in the numpy pipeline.
+3. :func:`emit_entries` writes one int64 sort key per unigram, bigram, overlap and
+   dense entry of every completion, ordered by example, bucket, completion and entry
+   kind.
+4. The caller sorts the keys with numpy, and :func:`build_blocks` sums each
    (example, bucket, completion) run of keys into one float32 cell of the example's
    ``(buckets, completions)`` block.
 
@@ -43,6 +44,7 @@ _SALT_OVERLAP = np.uint64(0x5555_0003)
 _SHIFT = np.uint64(33)
 _ONE = np.uint64(1)
 _N_DENSE = 3
+_KEYS_PER_PART = 512
 # Entry kinds in a sort key: 0 is +1, 1 is -1, then one kind per dense feature.
 _DENSE_KIND = 2
 KIND_BITS = 3
@@ -108,43 +110,104 @@ def _prompt_key(h, prompt):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _key_set(hashes, token_offsets, first_prompt_text):  # type: ignore[no-untyped-def]
-    """Return an open-addressing set of every prompt token's key: (slots, whether key 0 is in it).
+def overlap_flags(hashes, token_offsets, per_example, prompt_of_example):  # type: ignore[no-untyped-def]
+    """Return, per completion token, whether its prompt key is among the keys of all prompt tokens.
 
-    A slot holding 0 is free, so key 0 is recorded by the flag instead of a slot.
+    This is the ``np.isin`` of the numpy pipeline. The keys of all prompts form one set,
+    so the set is split by the keys' top bits into parts of about 512 keys on average, each of
+    which fits in the CPU cache while its queries are looked up.
     """
-    first = token_offsets[first_prompt_text]
-    count = token_offsets[len(token_offsets) - 1] - first
-    size = 16
-    while size < 2 * count:
-        size *= 2
-    keys = np.zeros(size, dtype=np.uint64)
-    has_zero = False
-    mask = np.uint64(size - 1)
-    for t in range(first_prompt_text, len(token_offsets) - 1):
+    n_texts = 0
+    for e in range(len(per_example)):
+        n_texts += per_example[e]
+    n_queries = token_offsets[n_texts]
+    n_keys = token_offsets[len(token_offsets) - 1] - n_queries
+
+    # Query keys in completion-token order, then the prompt tokens' keys.
+    queries = np.empty(n_queries, dtype=np.uint64)
+    text = 0
+    for e in range(len(per_example)):
+        for _ in range(per_example[e]):
+            for j in range(token_offsets[text], token_offsets[text + 1]):
+                queries[j] = _prompt_key(hashes[j], prompt_of_example[e])
+            text += 1
+    keys = np.empty(n_keys, dtype=np.uint64)
+    for t in range(n_texts, len(token_offsets) - 1):
         for j in range(token_offsets[t], token_offsets[t + 1]):
-            key = _prompt_key(hashes[j], t - first_prompt_text)
+            keys[j - n_queries] = _prompt_key(hashes[j], t - n_texts)
+
+    # Group keys and queries by part, keeping each query's token index.
+    bits = 0
+    while (n_keys >> bits) > _KEYS_PER_PART:
+        bits += 1
+    parts = 1 << bits
+    shift = np.uint64(64 - bits) if bits else np.uint64(0)
+    key_starts = _part_starts(keys, bits, shift, parts)
+    query_starts = _part_starts(queries, bits, shift, parts)
+    grouped_keys = np.empty(n_keys, dtype=np.uint64)
+    fill = key_starts[:parts].copy()
+    for i in range(n_keys):
+        part = _part(keys[i], bits, shift)
+        grouped_keys[fill[part]] = keys[i]
+        fill[part] += 1
+    grouped_queries = np.empty(n_queries, dtype=np.uint64)
+    query_tokens = np.empty(n_queries, dtype=np.int64)
+    fill = query_starts[:parts].copy()
+    for j in range(n_queries):
+        part = _part(queries[j], bits, shift)
+        grouped_queries[fill[part]] = queries[j]
+        query_tokens[fill[part]] = j
+        fill[part] += 1
+
+    # One small open-addressing set per part; a slot holding 0 is free, so key 0 is a flag.
+    largest = 1
+    for part in range(parts):
+        largest = max(largest, key_starts[part + 1] - key_starts[part])
+    size = 16
+    while size < 2 * largest:
+        size *= 2
+    table = np.zeros(size, dtype=np.uint64)
+    found = np.zeros(n_queries, dtype=np.bool_)
+    for part in range(parts):
+        table[:] = 0
+        has_zero = False
+        mask = np.uint64(size - 1)
+        for i in range(key_starts[part], key_starts[part + 1]):
+            key = grouped_keys[i]
             if key == 0:
                 has_zero = True
                 continue
             slot = np.int64(key & mask)
-            while keys[slot] != 0 and keys[slot] != key:
+            while table[slot] != 0 and table[slot] != key:
                 slot = (slot + 1) & (size - 1)
-            keys[slot] = key
-    return keys, has_zero
+            table[slot] = key
+        for i in range(query_starts[part], query_starts[part + 1]):
+            key = grouped_queries[i]
+            if key == 0:
+                found[query_tokens[i]] = has_zero
+                continue
+            slot = np.int64(key & mask)
+            while table[slot] != 0:
+                if table[slot] == key:
+                    found[query_tokens[i]] = True
+                    break
+                slot = (slot + 1) & (size - 1)
+    return found
 
 
 @njit(cache=True)
-def _in_key_set(keys, has_zero, key):  # type: ignore[no-untyped-def]
-    if key == 0:
-        return has_zero
-    size = len(keys)
-    slot = np.int64(key & np.uint64(size - 1))
-    while keys[slot] != 0:
-        if keys[slot] == key:
-            return True
-        slot = (slot + 1) & (size - 1)
-    return False
+def _part(key, bits, shift):  # type: ignore[no-untyped-def]
+    return np.int64(key >> shift) if bits else 0
+
+
+@njit(cache=True)
+def _part_starts(values, bits, shift, parts):  # type: ignore[no-untyped-def]
+    starts = np.zeros(parts + 1, dtype=np.int64)
+    for i in range(len(values)):
+        starts[_part(values[i], bits, shift) + 1] += 1
+    for part in range(parts):
+        starts[part + 1] += starts[part]
+    return starts
 
 
 @njit(cache=True)
@@ -173,13 +236,12 @@ def emit_entries(hashes, token_offsets, per_example, prompt_of_example, dim, big
     n_texts = 0
     for e in range(n_examples):
         n_texts += per_example[e]
-    prompt_keys, has_zero = _key_set(hashes, token_offsets, n_texts)
+    in_prompt = overlap_flags(hashes, token_offsets, per_example, prompt_of_example)
     mask = dim - 1 if dim & (dim - 1) == 0 else 0
 
     n = 0
     text = 0
     for e in range(n_examples):
-        prompt = prompt_of_example[e]
         for c in range(per_example[e]):
             first = token_offsets[text]
             end = token_offsets[text + 1]
@@ -194,7 +256,7 @@ def emit_entries(hashes, token_offsets, per_example, prompt_of_example, dim, big
                     n += 1
             overlaps = 0
             for j in range(first, end):
-                if _in_key_set(prompt_keys, has_zero, _prompt_key(hashes[j], prompt)):
+                if in_prompt[j]:
                     code = _fmix(hashes[j] + _SALT_OVERLAP)
                     keys[n] = _entry(e, _bucket(code, dim, mask), c, np.int64(code & _ONE), dim, column_bits)
                     n += 1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dynamic_rlhf import feature_kernels, kernels
-from dynamic_rlhf.features import ExampleFeatures, HashingFeaturiser
+from dynamic_rlhf.features import _P, ExampleFeatures, HashingFeaturiser, _fmix_array
 from dynamic_rlhf.text import render_text
 
 FIELDS = ("coordinates", "coordinate_offsets", "block", "block_offsets", "completion_offsets", "n_tokens")
@@ -114,3 +114,37 @@ def test_batch_too_large_for_keys_uses_numpy(monkeypatch: pytest.MonkeyPatch) ->
     fallback = features_by_path(featuriser, prompts, completions, True, monkeypatch)
 
     assert_same_features(fallback, reference)
+
+
+def prompt_keys(hashes: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+    """Return the numpy pipeline's keys ``fmix(h ^ (prompt + 1) * P)``."""
+    with np.errstate(over="ignore"):
+        return _fmix_array(hashes ^ ((prompts + 1).astype(np.uint64) * np.uint64(_P)))
+
+
+@pytest.mark.parametrize("n_examples", [1, 7, 300])
+def test_overlap_flags_match_isin(n_examples: int) -> None:
+    rng = np.random.default_rng(n_examples)
+    per_example = np.full(n_examples, 2, dtype=np.int64)
+    prompt_of_example = rng.integers(0, max(1, n_examples // 2), n_examples)
+    n_prompts = int(prompt_of_example.max()) + 1
+    lengths = rng.integers(0, 12, 2 * n_examples + n_prompts)
+    lengths[0] = lengths[2 * n_examples] = 3  # the first completion and prompt 0 have tokens
+    token_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    # Few distinct hashes, so many completion tokens occur in their own or another prompt.
+    hashes = rng.integers(0, 20, int(token_offsets[-1])).astype(np.uint64)
+    # The hash (p + 1) * P of prompt p has key 0, which the sets record as a flag.
+    hashes[token_offsets[2 * n_examples]] = np.uint64(_P)
+    hashes[0] = np.uint64(_P) * np.uint64(int(prompt_of_example[0]) + 1)
+
+    found = feature_kernels.overlap_flags(hashes, token_offsets, per_example, prompt_of_example)
+
+    n_queries = int(token_offsets[2 * n_examples])
+    text_of_token = np.repeat(np.arange(len(lengths)), lengths)
+    query_prompts = prompt_of_example[text_of_token[:n_queries] // 2]
+    key_prompts = text_of_token[n_queries:] - 2 * n_examples
+    expected = np.isin(prompt_keys(hashes[:n_queries], query_prompts), prompt_keys(hashes[n_queries:], key_prompts))
+    assert found.tolist() == expected.tolist()
+    assert 0 < expected.sum() < n_queries
+    assert prompt_keys(hashes[:1], query_prompts[:1])[0] == 0
+    assert found[0]
