@@ -44,6 +44,8 @@ _SALT_OVERLAP = np.uint64(0x5555_0003)
 _SHIFT = np.uint64(33)
 _ONE = np.uint64(1)
 _N_DENSE = 3
+# Code points below this have a lower-case table entry; none from U+20000 up has a mapping.
+LOWER_TABLE_SIZE = 0x20000
 _KEYS_PER_PART = 512
 # Entry kinds in a sort key: 0 is +1, 1 is -1, then one kind per dense feature.
 _DENSE_KIND = 2
@@ -71,19 +73,19 @@ def _fmix(h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def hash_tokens(data, text_offsets, classes, lower, max_tokens, hashes, token_offsets):  # type: ignore[no-untyped-def]
+def hash_tokens(data, starts, ends, classes, lower, max_tokens, hashes, token_offsets):  # type: ignore[no-untyped-def]
     """Write the hashes of the first *max_tokens* tokens of every text; return the token count.
 
-    Text ``t`` is ``data[text_offsets[t]:text_offsets[t + 1]]``. Its token hashes go to
+    Text ``t`` is ``data[starts[t]:ends[t]]``. Its token hashes go to
     ``hashes[token_offsets[t]:token_offsets[t + 1]]``, so *hashes* needs one slot per byte.
     ``classes`` maps a byte to 0 (separator), 1 (word byte) or 2 (punctuation token).
     Each byte is hashed as ``lower[byte]``, which lower-cases ASCII letters.
     """
     n = 0
     token_offsets[0] = 0
-    for t in range(len(text_offsets) - 1):
-        i = text_offsets[t]
-        end = text_offsets[t + 1]
+    for t in range(len(starts)):
+        i = starts[t]
+        end = ends[t]
         kept = 0
         while i < end and kept < max_tokens:
             kind = classes[data[i]]
@@ -102,6 +104,72 @@ def hash_tokens(data, text_offsets, classes, lower, max_tokens, hashes, token_of
             kept += 1
         token_offsets[t + 1] = n
     return n
+
+
+@njit(cache=True)
+def lower_texts(data, starts, ends, texts, table, used, failed):  # type: ignore[no-untyped-def]
+    """Write the lower-cased UTF-8 of each text ``texts[i]`` from ``data[used:]`` on; return the bytes used.
+
+    Each code point ``c`` becomes ``table[c]`` (itself from ``len(table)`` up), and the
+    text's ``starts`` and ``ends`` move to its new bytes. A text with a code point whose
+    entry is negative is left where it was, with ``failed[i]`` set.
+    """
+    for i in range(len(texts)):
+        t = texts[i]
+        start = used
+        j = starts[t]
+        while j < ends[t]:
+            # Continuation bytes carry 6 bits each; int64 keeps the shifts exact when run uncompiled.
+            byte = np.int64(data[j])
+            if byte < 0x80:
+                code, width = byte, 1
+            elif byte < 0xE0:
+                code, width = ((byte & 0x1F) << 6) | _low_bits(data, j + 1), 2
+            elif byte < 0xF0:
+                code, width = ((byte & 0x0F) << 12) | (_low_bits(data, j + 1) << 6) | _low_bits(data, j + 2), 3
+            else:
+                code = ((byte & 0x07) << 18) | (_low_bits(data, j + 1) << 12) | (_low_bits(data, j + 2) << 6)
+                code, width = code | _low_bits(data, j + 3), 4
+            j += width
+            if code < len(table):
+                code = table[code]
+                if code < 0:
+                    failed[i] = True
+                    break
+            used = _write_utf8(data, used, code)
+        if failed[i]:
+            used = start
+        else:
+            starts[t] = start
+            ends[t] = used
+    return used
+
+
+@njit(cache=True)
+def _low_bits(data, position):  # type: ignore[no-untyped-def]
+    return np.int64(data[position]) & 0x3F
+
+
+@njit(cache=True)
+def _write_utf8(data, position, code):  # type: ignore[no-untyped-def]
+    """Write the UTF-8 bytes of code point *code* at *position*; return the position after them."""
+    if code < 0x80:
+        data[position] = code
+        return position + 1
+    if code < 0x800:
+        data[position] = 0xC0 | (code >> 6)
+        data[position + 1] = 0x80 | (code & 0x3F)
+        return position + 2
+    if code < 0x10000:
+        data[position] = 0xE0 | (code >> 12)
+        data[position + 1] = 0x80 | ((code >> 6) & 0x3F)
+        data[position + 2] = 0x80 | (code & 0x3F)
+        return position + 3
+    data[position] = 0xF0 | (code >> 18)
+    data[position + 1] = 0x80 | ((code >> 12) & 0x3F)
+    data[position + 2] = 0x80 | ((code >> 6) & 0x3F)
+    data[position + 3] = 0x80 | (code & 0x3F)
+    return position + 4
 
 
 @njit(cache=True)

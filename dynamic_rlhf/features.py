@@ -273,9 +273,7 @@ class HashingFeaturiser:
                                         dtype=np.int64, count=n_examples)
         n_texts = len(texts)
         if kernels.COMPILED:
-            # ASCII texts are lower-cased in the compiled loop, which gives the bytes of encode_text.
-            encoded = [t.encode() if t.isascii() else encode_text(t) for t in texts + list(distinct)]
-            compiled = self._featurise_compiled(encoded, n_texts, per_example, prompt_of_example)
+            compiled = self._featurise_compiled(texts + list(distinct), n_texts, per_example, prompt_of_example)
             if compiled is not None:
                 return compiled
         encoded = [encode_text(t) for t in texts] + [encode_text(p) for p in distinct]
@@ -295,7 +293,7 @@ class HashingFeaturiser:
         entries.append(self._dense_entries(counts, overlap_counts))
         return _merge(entries, example_of_text, per_example, counts, self.dim)
 
-    def _featurise_compiled(self, encoded: Sequence[bytes], n_texts: int, per_example: NDArray[np.int64],
+    def _featurise_compiled(self, all_texts: list[str], n_texts: int, per_example: NDArray[np.int64],
                             prompt_of_example: NDArray[np.int64]) -> ExampleFeatures | None:
         """Return the same features as the numpy pipeline, from the loops of :mod:`dynamic_rlhf.feature_kernels`.
 
@@ -306,12 +304,10 @@ class HashingFeaturiser:
         if not feature_kernels.sort_keys_fit(n_examples, self.dim, columns):
             return None
         column_bits = feature_kernels.column_bits(columns)
-        text_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=text_offsets[1:])
-        data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        data, starts, ends = _lowered_bytes(all_texts)
         hashes = np.empty(len(data), dtype=np.uint64)
-        token_offsets = np.empty(len(encoded) + 1, dtype=np.int64)
-        feature_kernels.hash_tokens(data, text_offsets, _CLASSES, _ASCII_LOWER, self.max_tokens, hashes, token_offsets)
+        token_offsets = np.empty(len(all_texts) + 1, dtype=np.int64)
+        feature_kernels.hash_tokens(data, starts, ends, _CLASSES, _ASCII_LOWER, self.max_tokens, hashes, token_offsets)
 
         # One sort key per entry: unigram, bigram and overlap entries per token, three dense ones per text.
         keys = np.empty(3 * int(token_offsets[n_texts]) + len(DENSE_FEATURES) * n_texts, dtype=np.int64)
@@ -383,6 +379,55 @@ class HashingFeaturiser:
     def _named(self, code: int, name: str) -> tuple[int, tuple[str, float]]:
         bucket, sign = bucket_and_sign(code, self.dim)
         return bucket, (name, sign)
+
+
+def _lowered_bytes(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64]]:
+    """Return a buffer and each text's ``[start, end)`` in it, holding the bytes of ``encode_text(text)``.
+
+    ASCII texts stay as encoded and are lower-cased while they are hashed. Other texts
+    are lower-cased by :func:`feature_kernels.lower_texts` into the buffer's tail, and
+    the few it cannot handle alone (a capital sigma, whose lower case depends on its
+    neighbours, or a dotted capital I, which becomes two characters) by ``str.lower``.
+    """
+    encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    starts = np.zeros(len(encoded), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    ends = starts + lengths
+    joined = b"".join(encoded)
+    unicode_texts = np.flatnonzero(np.fromiter(map(str.isascii, texts), dtype=np.bool_, count=len(texts)) == 0)
+    if not len(unicode_texts):
+        return np.frombuffer(joined, dtype=np.uint8), starts, ends
+
+    # Lower-casing turns at most 2 bytes into 3, so twice the input's bytes is room enough.
+    data = np.empty(len(joined) + 2 * int(lengths[unicode_texts].sum()), dtype=np.uint8)
+    data[:len(joined)] = np.frombuffer(joined, dtype=np.uint8)
+    failed = np.zeros(len(unicode_texts), dtype=np.bool_)
+    used = feature_kernels.lower_texts(data, starts, ends, unicode_texts, _lower_table(), len(joined), failed)
+    if not failed.any():
+        return data[:used], starts, ends
+    fallback = [encode_text(texts[t]) for t in unicode_texts[failed].tolist()]
+    tail = np.frombuffer(b"".join(fallback), dtype=np.uint8)
+    fallback_lengths = np.fromiter(map(len, fallback), dtype=np.int64, count=len(fallback))
+    starts[unicode_texts[failed]] = used + np.cumsum(fallback_lengths) - fallback_lengths
+    ends[unicode_texts[failed]] = starts[unicode_texts[failed]] + fallback_lengths
+    return np.concatenate([data[:used], tail]), starts, ends
+
+
+_LOWER_TABLE: list[NDArray[np.int32]] = []
+
+
+def _lower_table() -> NDArray[np.int32]:
+    """Return ``str.lower`` of every code point below U+20000 (-1 where it is not one code point or depends on context).
+
+    No code point from U+20000 up has a lower-case mapping. Built on first use (about 20 ms).
+    """
+    if not _LOWER_TABLE:
+        lowered = [c.lower() for c in map(chr, range(feature_kernels.LOWER_TABLE_SIZE))]
+        table = np.array([ord(c) if len(c) == 1 else -1 for c in lowered], dtype=np.int32)
+        table[0x3A3] = -1  # capital sigma: final or medial small sigma, by its neighbours
+        _LOWER_TABLE.append(table)
+    return _LOWER_TABLE[0]
 
 
 def _merge(entries: list[tuple], example_of_text: NDArray[np.int64], per_example: NDArray[np.int64],

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from dynamic_rlhf import feature_kernels, kernels
-from dynamic_rlhf.features import _P, ExampleFeatures, HashingFeaturiser, _fmix_array
+from dynamic_rlhf.features import _P, ExampleFeatures, HashingFeaturiser, _fmix_array, _lowered_bytes, encode_text
 from dynamic_rlhf.text import render_text
 
 FIELDS = ("coordinates", "coordinate_offsets", "block", "block_offsets", "completion_offsets", "n_tokens")
-PIECES = ["the", "Launch", "déjà", "naïve", "日本語", "x_1", "42", "🙂", "\ud800", "ǅ", "İ", "ß", "\x00", "\x7f",
+PIECES = ["the", "Launch", "déjà", "naïve", "日本語", "x_1", "42", "🙂", "\ud800", "ǅ", "İ", "ß", "\x00", "\x7f", "ΟΔΟΣ",
+          "Σ", "𐐀", "Ⱥ", "\u212a", "ẞ",
           "\u00a0", "\u2028", "", " ", "\n", "\t", ",", ".", "--", "'", "“", "”", "A" * 30]
 
 
@@ -149,3 +150,26 @@ def test_overlap_flags_match_isin(n_examples: int) -> None:
     assert 0 < expected.sum() < n_queries
     assert prompt_keys(hashes[:1], query_prompts[:1])[0] == 0
     assert found[0]
+
+
+def every_code_point_texts() -> list[str]:
+    """Return texts that hold every code point once, 4,096 per text, plus capital sigmas in context."""
+    texts = ["".join(map(chr, range(first, min(first + 4096, 0x110000)))) for first in range(0, 0x110000, 4096)]
+    return texts + ["ΟΔΟΣ ΟΔΟΣΑ Σ", "plain ascii", "", "’quoted’ Text"]
+
+
+def test_lowered_bytes_equal_encode_text() -> None:
+    texts = every_code_point_texts()
+
+    with np.errstate(over="ignore"):
+        data, starts, ends = _lowered_bytes(texts)
+
+    for text, start, end in zip(texts, starts.tolist(), ends.tolist()):
+        assert data[start:end].tobytes() == encode_text(text)
+
+
+def test_no_lower_case_mapping_beyond_table() -> None:
+    # The compiled lower-casing copies every code point from LOWER_TABLE_SIZE up unchanged.
+    changed = [code for code in range(feature_kernels.LOWER_TABLE_SIZE, 0x110000) if chr(code).lower() != chr(code)]
+
+    assert changed == []
