@@ -349,10 +349,14 @@ def build_blocks(keys, dim, column_bits, per_example, completion_offsets, dense_
     n_examples = len(per_example)
     rows_per_example = np.zeros(n_examples, dtype=np.int64)
     previous = -1
+    # Keys ascend by example, so the example of a row only moves forward: no division needed.
+    e = 0
     for r in range(len(keys)):
         row = keys[r] >> (column_bits + KIND_BITS)
         if row != previous:
-            rows_per_example[row // dim] += 1
+            while row >= (e + 1) * dim:
+                e += 1
+            rows_per_example[e] += 1
             previous = row
     coordinate_offsets = np.zeros(n_examples + 1, dtype=np.int64)
     block_offsets = np.zeros(n_examples + 1, dtype=np.int64)
@@ -380,7 +384,8 @@ def build_blocks(keys, dim, column_bits, per_example, completion_offsets, dense_
             total = 0.0
             if n_rows < 0 or row != coordinates[n_rows] + e * dim:
                 n_rows += 1
-                e = row // dim
+                while row >= (e + 1) * dim:
+                    e += 1
                 coordinates[n_rows] = row - e * dim
             cell = block_offsets[e] + (n_rows - coordinate_offsets[e]) * per_example[e] + (previous & column_mask)
         kind = key & (_KINDS - 1)
