@@ -33,7 +33,7 @@ from dynamic_rlhf.feedback import (Example, Judgement, PreferenceExample, Rankin
 from dynamic_rlhf.kernels import METRIC_FIELDS, MOMENT_FIELDS
 from dynamic_rlhf.objective import ObjectiveParams, Structure, build_structure, example_objective
 from dynamic_rlhf.optim import LazyAdaGrad
-from dynamic_rlhf.results import EpochStats, LearnOutcome, ModelStats, RewardScore
+from dynamic_rlhf.results import EpochStats, LearnOutcome, ModelStats, RewardScore, learn_outcomes
 from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
 from dynamic_rlhf.text import Text, normalise_text, render_text
 
@@ -93,7 +93,9 @@ class DynamicRLHFModel:
         compiled loop, which is the fast way to feed a stream.
         """
         examples = list(examples)
-        example_ids = [self._example_id(example) for example in examples]
+        # Most events are preference pairs with an id of their own, which need no further check.
+        example_ids = [example.example_id if type(example) is PreferenceExample and example.example_id is not None
+                       else self._example_id(example) for example in examples]
         c = self.config
         outcomes: list[LearnOutcome] = []
         for start in range(0, len(examples), LEARN_CHUNK):
@@ -212,7 +214,7 @@ class DynamicRLHFModel:
         self.version += end - start
         self.pairs_trained += end - start
         skipped = [chunk.skipped[position] for position in chunk.active[start:end]]
-        return list(map(LearnOutcome, [1] * (end - start), losses.tolist(), correct.tolist(), skipped))
+        return learn_outcomes(1, losses.tolist(), correct.tolist(), skipped)
 
     def _learn_general(self, judgement: Judgement, features: ExampleFeatures, e: int, live: bool,
                        tally: ProgressiveMetrics | None) -> LearnOutcome:

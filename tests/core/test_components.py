@@ -10,6 +10,7 @@ import pytest
 from dynamic_rlhf import ConfigError, ModelConfig, bootstrap
 from dynamic_rlhf.bootstrap import poisson_weights
 from dynamic_rlhf.optim import LazyAdaGrad
+from dynamic_rlhf.results import LearnOutcome, learn_outcomes
 from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
 
 
@@ -123,3 +124,13 @@ def test_optimiser_rows_follow_first_update() -> None:
     assert accumulators[:, 0].tolist() == [0.5, 0.0, 0.25, 0.25]
     assert weights[1].tolist() == [0.0, 0.0]
     assert weights[2].tolist() == weights[3].tolist() == [np.float32(-0.1)] * 2
+
+
+def test_learn_outcomes_equal_constructed() -> None:
+    built = learn_outcomes(1, [0.5, 0.25], [1, 0], [0, 2])
+
+    assert built == [LearnOutcome(1, 0.5, 1, 0), LearnOutcome(1, 0.25, 0, 2)]
+    assert [hash(outcome) for outcome in built] == [hash(LearnOutcome(1, 0.5, 1, 0)), hash(LearnOutcome(1, 0.25, 0, 2))]
+    assert repr(built[1]) == "LearnOutcome(pairs=1, loss=0.25, correct=0, skipped=2)"
+    with pytest.raises(AttributeError):
+        built[0].loss = 1.0  # type: ignore[misc]
