@@ -16,7 +16,7 @@ reading a weight is :math:`w_u = s_t \tilde w_u`, and the gradient step
 writes :math:`\tilde w_u \leftarrow \tilde w_u - \eta g_u / ((\sqrt{G_u} + \delta) s_t)`.
 One update therefore costs O(touched coordinates x heads), and the result
 equals dense decay up to float32 rounding. When :math:`s_t` falls below
-1e-20 the scale is folded into the stored weights (one O(dim) pass, about
+1e-20 the scale is folded into the stored weights (one pass over the rows in use, about
 once every :math:`46 / (\eta\lambda)` steps).
 
 AdaGrad rather than Adam: rare hashed n-grams keep a large step until they
