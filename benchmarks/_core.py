@@ -35,7 +35,8 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) the learner's kernels outside any timer."""
     from dynamic_rlhf import DynamicRLHFModel, PreferenceExample  # noqa: PLC0415
 
-    example = PreferenceExample("warm up", "a longer answer", "short", example_id="warm-up")
+    # Non-ASCII text also loads the loop that lower-cases Unicode and builds its table.
+    example = PreferenceExample("warm up", "a longer answer, déjà vu", "short", example_id="warm-up")
     DynamicRLHFModel().learn_many([example, PreferenceExample("warm up", "x", "y", label="tie", example_id="tie")])
 
 

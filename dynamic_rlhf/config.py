@@ -10,6 +10,10 @@ from dynamic_rlhf.errors import ConfigError
 from dynamic_rlhf.feedback import RankingLoss
 
 
+MIN_ADAGRAD_DELTA = 1e-30
+"""Smallest accepted ``adagrad_delta``."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """Immutable model settings; every field is stored in the model state.
@@ -29,7 +33,7 @@ class ModelConfig:
     l2:
         Decoupled L2 decay per update (weights shrink by ``1 - learning_rate * l2``).
     adagrad_delta:
-        AdaGrad's delta, added to the root of the squared-gradient sum; larger values damp first steps.
+        AdaGrad's delta (at least 1e-30), added to the root of the squared-gradient sum; larger values damp first steps.
         Values near 1 or above keep the first steps of rare hashed n-grams, which are mostly
         noise, small (see docs/reward-model.md).
     tie_nu:
@@ -86,7 +90,8 @@ class ModelConfig:
         _check_int("name_memory", self.name_memory, 0, 10**7)
         _check_float("learning_rate", self.learning_rate, low=0.0, low_open=True)
         _check_float("l2", self.l2, low=0.0)
-        _check_float("adagrad_delta", self.adagrad_delta, low=0.0, low_open=True)
+        # A smaller delta rounds to zero in float32, and a zero gradient would then divide 0 by 0.
+        _check_float("adagrad_delta", self.adagrad_delta, low=MIN_ADAGRAD_DELTA)
         _check_float("tie_nu", self.tie_nu, low=0.0, low_open=True)
         _check_float("tie_bad_strength", self.tie_bad_strength, low=0.0)
         _check_float("centring", self.centring, low=0.0)

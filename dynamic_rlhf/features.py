@@ -25,6 +25,10 @@ of the concatenated texts, the token in bytes ``[s, e)`` hashes to
 with distinct salts; the bucket is ``(code >> 1) % dim`` and bit 0 is the sign. Nothing
 uses Python's salted ``hash()``, so every host computes the same buckets.
 :func:`token_hash` is the same hash in plain Python, used to name features.
+
+With numba installed, :meth:`HashingFeaturiser.featurise_examples` runs the loops of
+:mod:`dynamic_rlhf.feature_kernels` instead, which compute the same buckets and the
+same float32 block bits in one pass over each text's bytes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
+
+from dynamic_rlhf import feature_kernels, kernels
 
 _MASK64: Final = (1 << 64) - 1
 _P: Final = 0x100000001B3  # the 64-bit FNV prime; any odd multiplier works
@@ -60,6 +66,9 @@ for _byte in b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_":
 for _byte in range(0x21, 0x7F):
     if _CLASSES[_byte] == 0:
         _CLASSES[_byte] = _PUNCT
+# ASCII upper-case letters to lower case; str.lower() leaves none in any text, so other bytes map to themselves.
+_ASCII_LOWER = np.arange(256, dtype=np.uint8)
+_ASCII_LOWER[ord("A"):ord("Z") + 1] += ord("a") - ord("A")
 TOKEN_BYTES: Final = re.compile(rb"[0-9A-Za-z_\x80-\xff]+|[!-/:-@\[-^`{-~]")
 
 
@@ -262,10 +271,14 @@ class HashingFeaturiser:
         distinct: dict[str, int] = {}
         prompt_of_example = np.fromiter((distinct.setdefault(p, len(distinct)) for p in prompts),
                                         dtype=np.int64, count=n_examples)
+        n_texts = len(texts)
+        if kernels.COMPILED:
+            compiled = self._featurise_compiled(texts + list(distinct), n_texts, per_example, prompt_of_example)
+            if compiled is not None:
+                return compiled
         encoded = [encode_text(t) for t in texts] + [encode_text(p) for p in distinct]
         tokens = _hash_tokens(encoded, self.max_tokens)
 
-        n_texts = len(texts)
         example_of_text = np.repeat(np.arange(n_examples, dtype=np.int64), per_example)
         in_completion = tokens.text < n_texts
         hashes, owner = tokens.hashes[in_completion], tokens.text[in_completion]
@@ -279,6 +292,38 @@ class HashingFeaturiser:
         overlap_counts = np.bincount(overlap_owner, minlength=n_texts)
         entries.append(self._dense_entries(counts, overlap_counts))
         return _merge(entries, example_of_text, per_example, counts, self.dim)
+
+    def _featurise_compiled(self, all_texts: list[str], n_texts: int, per_example: NDArray[np.int64],
+                            prompt_of_example: NDArray[np.int64]) -> ExampleFeatures | None:
+        """Return the same features as the numpy pipeline, from the loops of :mod:`dynamic_rlhf.feature_kernels`.
+
+        Return None when the batch's sort keys would not fit in 63 bits (millions of examples).
+        """
+        n_examples = len(per_example)
+        columns = int(per_example.max(initial=1))
+        if not feature_kernels.sort_keys_fit(n_examples, self.dim, columns):
+            return None
+        column_bits = feature_kernels.column_bits(columns)
+        data, starts, ends = _lowered_bytes(all_texts)
+        hashes = np.empty(len(data), dtype=np.uint64)
+        token_offsets = np.empty(len(all_texts) + 1, dtype=np.int64)
+        feature_kernels.hash_tokens(data, starts, ends, _CLASSES, _ASCII_LOWER, self.max_tokens, hashes, token_offsets)
+
+        # One sort key per entry: unigram, bigram and overlap entries per token, three dense ones per text.
+        keys = np.empty(3 * int(token_offsets[n_texts]) + len(DENSE_FEATURES) * n_texts, dtype=np.int64)
+        overlap_counts = np.empty(n_texts, dtype=np.int64)
+        n_keys = feature_kernels.emit_entries(hashes, token_offsets, per_example, prompt_of_example, self.dim,
+                                              self.ngram_max >= 2, self.dense, column_bits, keys, overlap_counts)
+        keys = keys[:n_keys]
+        keys.sort()
+
+        counts = np.diff(token_offsets[:n_texts + 1])
+        dense_values = self._dense_entries(counts, overlap_counts)[2].reshape(n_texts, len(DENSE_FEATURES))
+        completion_offsets = np.zeros(n_examples + 1, dtype=np.int64)
+        np.cumsum(per_example, out=completion_offsets[1:])
+        coordinates, coordinate_offsets, block, block_offsets = feature_kernels.build_blocks(
+            keys, self.dim, column_bits, per_example, completion_offsets, dense_values)
+        return ExampleFeatures(coordinates, coordinate_offsets, block, block_offsets, completion_offsets, counts)
 
     def _unigrams(self, hashes: NDArray[np.uint64], owner: NDArray[np.int64]) -> tuple:
         buckets, signs = _codes_to_buckets(_fmix_array(hashes + np.uint64(_SALT_UNIGRAM)), self.dim)
@@ -334,6 +379,55 @@ class HashingFeaturiser:
     def _named(self, code: int, name: str) -> tuple[int, tuple[str, float]]:
         bucket, sign = bucket_and_sign(code, self.dim)
         return bucket, (name, sign)
+
+
+def _lowered_bytes(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64]]:
+    """Return a buffer and each text's ``[start, end)`` in it, holding the bytes of ``encode_text(text)``.
+
+    ASCII texts stay as encoded and are lower-cased while they are hashed. Other texts
+    are lower-cased by :func:`feature_kernels.lower_texts` into the buffer's tail, and
+    the few it cannot handle alone (a capital sigma, whose lower case depends on its
+    neighbours, or a dotted capital I, which becomes two characters) by ``str.lower``.
+    """
+    encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    starts = np.zeros(len(encoded), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    ends = starts + lengths
+    joined = b"".join(encoded)
+    unicode_texts = np.flatnonzero(np.fromiter(map(str.isascii, texts), dtype=np.bool_, count=len(texts)) == 0)
+    if not len(unicode_texts):
+        return np.frombuffer(joined, dtype=np.uint8), starts, ends
+
+    # Lower-casing turns at most 2 bytes into 3, so twice the input's bytes is room enough.
+    data = np.empty(len(joined) + 2 * int(lengths[unicode_texts].sum()), dtype=np.uint8)
+    data[:len(joined)] = np.frombuffer(joined, dtype=np.uint8)
+    failed = np.zeros(len(unicode_texts), dtype=np.bool_)
+    used = feature_kernels.lower_texts(data, starts, ends, unicode_texts, _lower_table(), len(joined), failed)
+    if not failed.any():
+        return data[:used], starts, ends
+    fallback = [encode_text(texts[t]) for t in unicode_texts[failed].tolist()]
+    tail = np.frombuffer(b"".join(fallback), dtype=np.uint8)
+    fallback_lengths = np.fromiter(map(len, fallback), dtype=np.int64, count=len(fallback))
+    starts[unicode_texts[failed]] = used + np.cumsum(fallback_lengths) - fallback_lengths
+    ends[unicode_texts[failed]] = starts[unicode_texts[failed]] + fallback_lengths
+    return np.concatenate([data[:used], tail]), starts, ends
+
+
+_LOWER_TABLE: list[NDArray[np.int32]] = []
+
+
+def _lower_table() -> NDArray[np.int32]:
+    """Return ``str.lower`` of every code point below U+20000 (-1 where it is not one code point or depends on context).
+
+    No code point from U+20000 up has a lower-case mapping. Built on first use (about 20 ms).
+    """
+    if not _LOWER_TABLE:
+        lowered = [c.lower() for c in map(chr, range(feature_kernels.LOWER_TABLE_SIZE))]
+        table = np.array([ord(c) if len(c) == 1 else -1 for c in lowered], dtype=np.int32)
+        table[0x3A3] = -1  # capital sigma: final or medial small sigma, by its neighbours
+        _LOWER_TABLE.append(table)
+    return _LOWER_TABLE[0]
 
 
 def _merge(entries: list[tuple], example_of_text: NDArray[np.int64], per_example: NDArray[np.int64],

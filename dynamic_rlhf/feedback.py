@@ -210,7 +210,9 @@ def stable_example_id(example: Example) -> str:
     else:
         body = ["ratings", [canonical_text(c) for c in example.completions], list(example.ratings)]
     body += [canonical_text(example.prompt), example.weight, example.annotator_id, list(example.tags), example.model_id]
-    digest = hashlib.blake2b(msgpack.packb(body), digest_size=16).hexdigest()
+    # surrogatepass: text decoded from JSON may hold lone surrogates, which plain UTF-8 rejects.
+    # Valid text packs to the same bytes either way, so existing ids do not change.
+    digest = hashlib.blake2b(msgpack.packb(body, unicode_errors="surrogatepass"), digest_size=16).hexdigest()
     return "content:" + digest
 
 

@@ -27,11 +27,13 @@ from dynamic_rlhf.config import ModelConfig
 from dynamic_rlhf.errors import FeedbackError
 from dynamic_rlhf import kernels
 from dynamic_rlhf.features import ExampleFeatures, HashingFeaturiser
-from dynamic_rlhf.feedback import Example, Judgement, PreferenceExample, RankingExample, RatingExample, expand
+from dynamic_rlhf.chunks import Chunk
+from dynamic_rlhf.feedback import (Example, Judgement, PreferenceExample, RankingExample, RatingExample, expand,
+                                   stable_example_id)
 from dynamic_rlhf.kernels import METRIC_FIELDS, MOMENT_FIELDS
 from dynamic_rlhf.objective import ObjectiveParams, Structure, build_structure, example_objective
 from dynamic_rlhf.optim import LazyAdaGrad
-from dynamic_rlhf.results import EpochStats, LearnOutcome, ModelStats, RewardScore
+from dynamic_rlhf.results import EpochStats, LearnOutcome, ModelStats, RewardScore, learn_outcomes
 from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
 from dynamic_rlhf.text import Text, normalise_text, render_text
 
@@ -81,7 +83,7 @@ class DynamicRLHFModel:
 
     def learn_one(self, example: Example) -> LearnOutcome:
         """Predict *example*'s comparisons, record the metrics, then learn them."""
-        return self._learn_judgements([self._expand(example)], live=True)[0]
+        return self._learn_chunk(Chunk.from_judgements([self._expand(example)], self.config.centring), live=True)[0]
 
     def learn_many(self, examples: Iterable[Example]) -> list[LearnOutcome]:
         """Learn *examples* in order; the model equals :meth:`learn_one` on each in turn.
@@ -90,10 +92,17 @@ class DynamicRLHFModel:
         featurised at once and runs of single pairs (strict or tie) are learned in one
         compiled loop, which is the fast way to feed a stream.
         """
-        judgements = [self._expand(example) for example in examples]
+        examples = list(examples)
+        # Most events are preference pairs with an id of their own, which need no further check.
+        example_ids = [example.example_id if type(example) is PreferenceExample and example.example_id is not None
+                       else self._example_id(example) for example in examples]
+        c = self.config
         outcomes: list[LearnOutcome] = []
-        for start in range(0, len(judgements), LEARN_CHUNK):
-            outcomes += self._learn_judgements(judgements[start:start + LEARN_CHUNK], live=True)
+        for start in range(0, len(examples), LEARN_CHUNK):
+            end = start + LEARN_CHUNK
+            chunk = Chunk.from_examples(examples[start:end], example_ids[start:end], ranking_loss=c.ranking_loss,
+                                        rating_margin_scale=c.rating_margin_scale, centring=c.centring)
+            outcomes += self._learn_chunk(chunk, live=True)
         return outcomes
 
     def add_preferences(self, examples: Iterable[Example]) -> int:
@@ -112,81 +121,86 @@ class DynamicRLHFModel:
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise FeedbackError("epochs", epochs, "an integer >= 0")
         judgements = [self._expand(example) for example in self.replay]
+        chunks = [Chunk.from_judgements(judgements[start:start + LEARN_CHUNK], self.config.centring)
+                  for start in range(0, len(judgements), LEARN_CHUNK)]
         history = []
         for epoch in range(1, epochs + 1):
             tally = ProgressiveMetrics()
-            for start in range(0, len(judgements), LEARN_CHUNK):
-                self._learn_judgements(judgements[start:start + LEARN_CHUNK], live=False, tally=tally)
+            for chunk in chunks:
+                self._learn_chunk(chunk, live=False, tally=tally)
             history.append(EpochStats(epoch, int(tally.pairs), tally.loss, tally.accuracy, tally.mean_margin))
         return history
 
-    def _expand(self, example: Example) -> Judgement:
+    def _check_example(self, example: Any) -> None:
         if not isinstance(example, PreferenceExample | RankingExample | RatingExample):
             raise FeedbackError("example", example, "a PreferenceExample, RankingExample or RatingExample")
+
+    def _example_id(self, example: Example) -> str:
+        """Check the example's type and return its stable id (the expansion steps that can raise)."""
+        self._check_example(example)
+        return stable_example_id(example)
+
+    def _expand(self, example: Example) -> Judgement:
+        self._check_example(example)
         return expand(example, ranking_loss=self.config.ranking_loss, rating_margin_scale=self.config.rating_margin_scale)
 
-    def _learn_judgements(self, judgements: Sequence[Judgement], live: bool,
-                          tally: ProgressiveMetrics | None = None) -> list[LearnOutcome]:
-        """Learn expanded examples in order: one featurisation, then runs by kind."""
+    def _learn_chunk(self, chunk: Chunk, live: bool, tally: ProgressiveMetrics | None = None) -> list[LearnOutcome]:
+        """Learn a chunk's examples in order: one featurisation, then runs by kind."""
         if live:
-            self.examples_seen += len(judgements)
-            self.skipped_identical += sum(j.skipped for j in judgements)
-        outcomes = [LearnOutcome(0, 0.0, 0, j.skipped) for j in judgements]
-        active = [i for i, j in enumerate(judgements) if j.pairs]
-        if not active:
-            return outcomes
-
-        batch = [judgements[i] for i in active]
-        features = self.featuriser.featurise_examples([j.prompt_text for j in batch], [j.texts for j in batch])
-        fast = [self._single_pair(j) for j in batch]
+            self.examples_seen += len(chunk.skipped)
+            self.skipped_identical += sum(chunk.skipped)
+        if not chunk.active:
+            return [LearnOutcome(0, 0.0, 0, skipped) for skipped in chunk.skipped]
+        features = self.featuriser.featurise_examples(chunk.prompts, chunk.texts)
 
         # Consecutive single pairs go through the compiled loop; rankings and ratings one by one.
+        learned: list[LearnOutcome] = []
+        single = chunk.single
         start = 0
-        while start < len(batch):
+        while start < len(single):
             end = start + 1
-            if fast[start]:
-                while end < len(batch) and fast[end]:
+            if single[start]:
+                while end < len(single) and single[end]:
                     end += 1
-                learned = self._learn_pairs(batch, features, start, end, live, tally)
+                learned += self._learn_pairs(chunk, features, start, end, live, tally)
             else:
-                learned = [self._learn_general(batch[start], features, start, live, tally)]
-            for offset, outcome in enumerate(learned):
-                outcomes[active[start + offset]] = outcome
+                learned.append(self._learn_general(chunk.general[start], features, start, live, tally))
             start = end
+        if len(learned) == len(chunk.skipped):
+            return learned
+
+        # Examples without comparisons get an empty outcome in their place.
+        outcomes = [LearnOutcome(0, 0.0, 0, skipped) for skipped in chunk.skipped]
+        for position, outcome in zip(chunk.active, learned):
+            outcomes[position] = outcome
         return outcomes
 
-    def _single_pair(self, judgement: Judgement) -> bool:
-        """Return True for one comparison of two completions (strict or tie), which the compiled loop learns."""
-        return (len(judgement.texts) == 2 and len(judgement.pairs) == 1 and judgement.ranking is None
-                and judgement.pairs[0][:2] == (0, 1) and self.config.centring == 0.0)
-
-    def _learn_pairs(self, batch: Sequence[Judgement], features: ExampleFeatures, start: int, end: int,
-                     live: bool, tally: ProgressiveMetrics | None) -> list[LearnOutcome]:
-        """Learn ``batch[start:end]``, all single pairs, in the compiled loop."""
-        run = batch[start:end]
+    def _learn_pairs(self, chunk: Chunk, features: ExampleFeatures, start: int, end: int, live: bool,
+                     tally: ProgressiveMetrics | None) -> list[LearnOutcome]:
+        """Learn active examples ``start:end`` of *chunk*, all single pairs, in the compiled loop."""
         n_heads = self.config.n_heads
         annotator_rows: dict[str, int] = {}
-        annotators = np.fromiter((-1 if j.annotator_id is None else annotator_rows.setdefault(j.annotator_id, len(annotator_rows))
-                                  for j in run), dtype=np.int64, count=len(run))
-        draws = np.ones((len(run), n_heads + 1))
+        annotators = np.fromiter((-1 if a is None else annotator_rows.setdefault(a, len(annotator_rows))
+                                  for a in chunk.annotator_ids[start:end]), dtype=np.int64, count=end - start)
+        draws = np.ones((end - start, n_heads + 1))
         if n_heads:
-            draws[:, 1:] = poisson_draw_matrix([j.example_id for j in run], n_heads)
+            draws[:, 1:] = poisson_draw_matrix(chunk.example_ids[start:end], n_heads)
         counts = self.annotators.counts(annotator_rows)
         metrics = tally if tally is not None else self.metrics
         metric_vector = np.array([getattr(metrics, name) for name in METRIC_FIELDS])
         moment_vector = np.array([getattr(self.moments, name) for name in MOMENT_FIELDS])
-        losses = np.empty(len(run))
-        correct = np.empty(len(run), dtype=np.int64)
+        losses = np.empty(end - start)
+        correct = np.empty(end - start, dtype=np.int64)
 
         optimiser = self.optimiser
         offset = slice(start, end + 1)
         config = self.config
-        optimiser.scale = kernels.learn_single_pairs(
+        optimiser.scale, optimiser.n_rows = kernels.learn_single_pairs(
             features.coordinates, features.coordinate_offsets[offset],
             features.block, features.block_offsets[offset], features.completion_offsets[offset], features.n_tokens,
-            np.array([j.pairs[0][2] for j in run], dtype=np.int64), np.array([j.pairs[0][3] for j in run]),
-            np.array([j.weight * j.pairs[0][4] for j in run]), annotators, draws, optimiser.table,
-            optimiser.touched_mask, optimiser.scale, optimiser.decay, optimiser.learning_rate, optimiser.delta,
+            np.array(chunk.kinds[start:end], dtype=np.int64), np.array(chunk.margins[start:end], dtype=np.float64),
+            np.array(chunk.weights[start:end], dtype=np.float64), annotators, draws, optimiser.rows, optimiser.table,
+            optimiser.n_rows, optimiser.scale, optimiser.decay, optimiser.learning_rate, optimiser.delta,
             config.tie_nu, config.tie_bad_strength, counts, self.annotators.parameters(),
             metric_vector, metrics.window, moment_vector, self.moments.window, live, losses, correct)
 
@@ -197,9 +211,10 @@ class DynamicRLHFModel:
             for name, value in zip(MOMENT_FIELDS, moment_vector.tolist()):
                 setattr(self.moments, name, value)
             self.annotators.store_counts(annotator_rows, counts)
-        self.version += len(run)
-        self.pairs_trained += len(run)
-        return [LearnOutcome(1, loss, hit, j.skipped) for j, loss, hit in zip(run, losses.tolist(), correct.tolist())]
+        self.version += end - start
+        self.pairs_trained += end - start
+        skipped = [chunk.skipped[position] for position in chunk.active[start:end]]
+        return learn_outcomes(1, losses.tolist(), correct.tolist(), skipped)
 
     def _learn_general(self, judgement: Judgement, features: ExampleFeatures, e: int, live: bool,
                        tally: ProgressiveMetrics | None) -> LearnOutcome:

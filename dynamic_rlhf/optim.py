@@ -16,7 +16,7 @@ reading a weight is :math:`w_u = s_t \tilde w_u`, and the gradient step
 writes :math:`\tilde w_u \leftarrow \tilde w_u - \eta g_u / ((\sqrt{G_u} + \delta) s_t)`.
 One update therefore costs O(touched coordinates x heads), and the result
 equals dense decay up to float32 rounding. When :math:`s_t` falls below
-1e-20 the scale is folded into the stored weights (one O(dim) pass, about
+1e-20 the scale is folded into the stored weights (one pass over the rows in use, about
 once every :math:`46 / (\eta\lambda)` steps).
 
 AdaGrad rather than Adam: rare hashed n-grams keep a large step until they
@@ -27,8 +27,6 @@ updated lazily without changing the result.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,11 +39,14 @@ Float32Array = NDArray[np.float32]
 class LazyAdaGrad:
     """Weights, AdaGrad accumulators and the decay scale of ``heads`` linear models.
 
-    Both arrays are coordinate-major, shape ``(dim, heads)``, and are views
-    of one ``(dim, 2, heads)`` table: the weights and accumulators of all
-    heads of one bucket are 72 adjacent bytes (with 9 heads), so an update
-    touches one or two cache lines per bucket. The loops themselves are in
-    :mod:`dynamic_rlhf.kernels`.
+    The weights and accumulators live in one ``(dim, 2, heads)`` float32 table, so
+    those of all heads of one bucket are 72 adjacent bytes (with 9 heads) and an
+    update touches one or two cache lines per bucket. A bucket gets the next free row
+    of the table when it is first updated, and ``rows[bucket]`` stores that row plus one
+    (0 for a bucket never updated). The used rows are therefore contiguous, and the
+    table's memory pages beyond them are never written. So apart from the 4-byte row
+    map per bucket, a model's resident memory grows with the buckets it has updated
+    rather than with ``dim``. The loops themselves are in :mod:`dynamic_rlhf.kernels`.
     """
 
     def __init__(self, heads: int, dim: int, learning_rate: float, l2: float, delta: float = 1e-8) -> None:
@@ -55,27 +56,46 @@ class LazyAdaGrad:
         self.delta = float(np.float32(delta))
         self.decay = 1.0 - learning_rate * l2
         self.scale = 1.0
-        # One table, so the weights and accumulators of a bucket share cache lines;
-        # the two arrays below are views of it.
         self.table = np.zeros((dim, 2, heads), dtype=np.float32)
-        self.stored_weights = self.table[:, kernels.WEIGHT, :]
-        self.accumulators = self.table[:, kernels.ACCUMULATOR, :]
-        self.touched_mask = np.zeros(dim, dtype=np.bool_)
+        self.rows = np.zeros(dim, dtype=np.int32)
+        self.n_rows = 0
 
     @property
     def heads(self) -> int:
-        return int(self.stored_weights.shape[1])
+        return int(self.table.shape[2])
+
+    def stored(self, coordinates: NDArray[np.int64]) -> tuple[Float32Array, Float32Array]:
+        """Return the ``(len(coordinates), heads)`` stored weights and accumulators (zero for buckets never updated)."""
+        rows = self.rows[coordinates].astype(np.int64) - 1
+        updated = rows >= 0
+        if updated.all():
+            # One gather of whole rows (weights and accumulators are adjacent), then two copies.
+            block = self.table.take(rows, axis=0)
+            return (np.ascontiguousarray(block[:, kernels.WEIGHT]),
+                    np.ascontiguousarray(block[:, kernels.ACCUMULATOR]))
+        weights = np.zeros((len(coordinates), self.heads), dtype=np.float32)
+        accumulators = np.zeros((len(coordinates), self.heads), dtype=np.float32)
+        weights[updated] = self.table[rows[updated], kernels.WEIGHT]
+        accumulators[updated] = self.table[rows[updated], kernels.ACCUMULATOR]
+        return weights, accumulators
+
+    def load(self, coordinates: NDArray[np.int64], weights: Float32Array, accumulators: Float32Array) -> None:
+        """Store the weights and accumulators of buckets never updated so far, in the order given."""
+        rows = np.arange(self.n_rows, self.n_rows + len(coordinates))
+        self.table[rows, kernels.WEIGHT] = weights
+        self.table[rows, kernels.ACCUMULATOR] = accumulators
+        self.rows[coordinates] = rows + 1
+        self.n_rows += len(coordinates)
 
     def current(self, coordinates: NDArray[np.int64]) -> Float32Array:
         """Return the ``(len(coordinates), heads)`` current weights, decay included."""
-        # Fancy indexing of the strided view; its take(axis=0) is several times slower.
-        stored = self.stored_weights[coordinates]
+        stored, _ = self.stored(coordinates)
         return stored * np.float32(self.scale) if self.scale != 1.0 else stored
 
     def rewards(self, coordinates: NDArray[np.int64], block: Float32Array, columns: int) -> NDArray[np.float64]:
         """Return the ``(columns, heads)`` rewards of a row-major ``(buckets, columns)`` block."""
         out = np.empty((columns, self.heads))
-        kernels.block_rewards(coordinates, block.reshape(-1), columns, self.table, self.scale, out)
+        kernels.block_rewards(coordinates, block.reshape(-1), columns, self.rows, self.table, self.scale, out)
         return out
 
     def step(self, coordinates: NDArray[np.int64], block: Float32Array, columns: int,
@@ -88,24 +108,27 @@ class LazyAdaGrad:
         gradient = np.empty((len(coordinates), self.heads), dtype=np.float32)
         kernels.block_gradient(block.reshape(-1), columns, np.ascontiguousarray(coefficients, dtype=np.float64), gradient)
         step = float(np.float32(self.learning_rate / self.scale))
-        kernels.adagrad_rows(coordinates, gradient, self.table, self.touched_mask, step, self.delta)
+        self.n_rows = kernels.adagrad_rows(coordinates, gradient, self.rows, self.table, self.n_rows, step, self.delta)
         self.fold_if_small()
 
     def fold_if_small(self) -> None:
         """Fold the decay scale into the stored weights once it nears float underflow."""
         if self.scale < kernels.MIN_SCALE:
-            kernels.fold_scale(self.table, self.scale)
+            kernels.fold_scale(self.table, self.n_rows, self.scale)
             self.scale = 1.0
 
     def weight_norm(self, head: int = 0) -> float:
         """Return the Euclidean norm of one head's current weights, decay included.
 
-        Only touched rows can be non-zero, so it reads those: a pass over the whole
-        column reads every page of the table, which costs milliseconds for a new model.
+        It reads only the rows in use, in bucket order, and gives the same bits as the
+        norm of ``current(touched())[:, head]``.
         """
-        column = self.table[self.touched(), kernels.WEIGHT, head].astype(np.float64)
-        return math.sqrt(float(column @ column)) * self.scale
+        rows = self.rows[self.touched()].astype(np.int64) - 1
+        column = self.table[rows, kernels.WEIGHT, head]
+        if self.scale != 1.0:
+            column = column * np.float32(self.scale)
+        return float(np.linalg.norm(column.astype(np.float64)))
 
     def touched(self) -> NDArray[np.int64]:
         """Return the coordinates updated at least once, ascending."""
-        return np.flatnonzero(self.touched_mask).astype(np.int64)
+        return np.flatnonzero(self.rows).astype(np.int64)

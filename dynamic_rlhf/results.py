@@ -28,6 +28,27 @@ class LearnOutcome:
     skipped: int
 
 
+def learn_outcomes(pairs: int, losses: list[float], correct: list[int], skipped: list[int]) -> list[LearnOutcome]:
+    """Return ``LearnOutcome(pairs, loss, hit, skip)`` for each ``(loss, hit, skip)``, in order.
+
+    Equal to calling the class, at about half the cost: the frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__``, and here the slot
+    descriptors are set directly.
+    """
+    new = object.__new__
+    set_pairs, set_loss = LearnOutcome.pairs.__set__, LearnOutcome.loss.__set__  # type: ignore[attr-defined]
+    set_correct, set_skipped = LearnOutcome.correct.__set__, LearnOutcome.skipped.__set__  # type: ignore[attr-defined]
+    outcomes = []
+    for loss, hit, skip in zip(losses, correct, skipped):
+        outcome = new(LearnOutcome)
+        set_pairs(outcome, pairs)
+        set_loss(outcome, loss)
+        set_correct(outcome, hit)
+        set_skipped(outcome, skip)
+        outcomes.append(outcome)
+    return outcomes
+
+
 @dataclass(frozen=True, slots=True)
 class EpochStats:
     """Progressive figures of one pass over the replay buffer.

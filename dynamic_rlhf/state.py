@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import numpy as np
 
-from dynamic_rlhf import kernels
 from dynamic_rlhf.config import ModelConfig
 from dynamic_rlhf.errors import StateError
 from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
@@ -40,8 +39,7 @@ def dump_model(model: DynamicRLHFModel) -> bytes:
     """Serialise *model* to msgpack bytes."""
     optimiser = model.optimiser
     coordinates = optimiser.touched()
-    # One gather of whole table rows (weights and accumulators are adjacent), then two slices.
-    rows = optimiser.table.take(coordinates, axis=0)
+    weights, accumulators = optimiser.stored(coordinates)
     state: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -56,8 +54,8 @@ def dump_model(model: DynamicRLHFModel) -> bytes:
         "annotators": model.annotators.to_state(),
         "scale": optimiser.scale,
         "coordinates": coordinates.astype("<u4").tobytes(),
-        "weights": np.ascontiguousarray(rows[:, kernels.WEIGHT, :], dtype="<f4").tobytes(),
-        "accumulators": np.ascontiguousarray(rows[:, kernels.ACCUMULATOR, :], dtype="<f4").tobytes(),
+        "weights": np.ascontiguousarray(weights, dtype="<f4").tobytes(),
+        "accumulators": np.ascontiguousarray(accumulators, dtype="<f4").tobytes(),
     }
     return msgpack.packb(state, use_bin_type=True)
 
@@ -119,7 +117,7 @@ def _unpack(data: bytes) -> dict[str, Any]:
 
 def _load_arrays(model: DynamicRLHFModel, state: dict[str, Any]) -> None:
     optimiser = model.optimiser
-    heads = optimiser.stored_weights.shape[1]
+    heads = optimiser.heads
     coordinates = np.frombuffer(state["coordinates"], dtype="<u4").astype(np.int64)
     n = len(coordinates)
     if n and int(coordinates.max()) >= model.config.dim:
@@ -131,6 +129,4 @@ def _load_arrays(model: DynamicRLHFModel, state: dict[str, Any]) -> None:
         raise StateError(f"invalid model state: array sizes do not match {n} buckets x {heads} heads")
 
     optimiser.scale = float(state["scale"])
-    optimiser.stored_weights[coordinates] = weights.reshape(n, heads)
-    optimiser.accumulators[coordinates] = accumulators.reshape(n, heads)
-    optimiser.touched_mask[coordinates] = True
+    optimiser.load(coordinates, weights.reshape(n, heads), accumulators.reshape(n, heads))

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from dynamic_rlhf import ConfigError, ModelConfig
+from dynamic_rlhf import ConfigError, ModelConfig, bootstrap
 from dynamic_rlhf.bootstrap import poisson_weights
 from dynamic_rlhf.optim import LazyAdaGrad
+from dynamic_rlhf.results import LearnOutcome, learn_outcomes
 from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
 
 
@@ -18,7 +19,8 @@ from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
     [({"dim": 8}, "dim"), ({"ngram_max": 3}, "ngram_max"), ({"n_heads": -1}, "n_heads"),
      ({"learning_rate": 0.0}, "learning_rate"), ({"l2": -1e-3}, "l2"), ({"tie_nu": 0.0}, "tie_nu"),
      ({"ranking_loss": "listnet"}, "ranking_loss"), ({"annotator_min_weight": 1.5}, "annotator_min_weight"),
-     ({"annotator_confidence": 0.5}, "annotator_confidence"), ({"learning_rate": 1.0, "l2": 2.0}, "l2")],
+     ({"annotator_confidence": 0.5}, "annotator_confidence"), ({"learning_rate": 1.0, "l2": 2.0}, "l2"),
+     ({"adagrad_delta": 1e-40}, "adagrad_delta"), ({"adagrad_delta": 0.0}, "adagrad_delta")],
 )
 def test_config_rejects_invalid_value(kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -101,3 +103,35 @@ def test_lazy_decay_matches_dense_decay() -> None:
         dense[coordinates] -= 0.1 * gradient[:, 0] / (np.sqrt(accumulators[coordinates]) + 1e-8)
 
     np.testing.assert_allclose(optimiser.current(np.arange(8))[:, 0], dense, rtol=1e-4, atol=1e-6)
+
+
+def test_copied_hash_state_gives_block_zero_digest() -> None:
+    for example_id in ["", "a", "event-1", "é🙂" * 50, "x" * 300]:
+        assert bootstrap._digest_block_zero(example_id) == bootstrap._digest(example_id, 0)
+
+
+def test_optimiser_rows_follow_first_update() -> None:
+    optimiser = LazyAdaGrad(heads=2, dim=16, learning_rate=0.1, l2=0.0)
+    block = np.ones(2, dtype=np.float32)
+    coefficients = np.full((2, 1), 0.5)
+
+    optimiser.step(np.array([5, 2]), block, 1, coefficients)
+    optimiser.step(np.array([2, 7]), block, 1, coefficients)
+
+    assert optimiser.n_rows == 3
+    assert optimiser.rows[[5, 2, 7]].tolist() == [1, 2, 3]
+    assert optimiser.touched().tolist() == [2, 5, 7]
+    weights, accumulators = optimiser.stored(np.array([2, 3, 5, 7]))
+    assert accumulators[:, 0].tolist() == [0.5, 0.0, 0.25, 0.25]
+    assert weights[1].tolist() == [0.0, 0.0]
+    assert weights[2].tolist() == weights[3].tolist() == [np.float32(-0.1)] * 2
+
+
+def test_learn_outcomes_equal_constructed() -> None:
+    built = learn_outcomes(1, [0.5, 0.25], [1, 0], [0, 2])
+
+    assert built == [LearnOutcome(1, 0.5, 1, 0), LearnOutcome(1, 0.25, 0, 2)]
+    assert [hash(outcome) for outcome in built] == [hash(LearnOutcome(1, 0.5, 1, 0)), hash(LearnOutcome(1, 0.25, 0, 2))]
+    assert repr(built[1]) == "LearnOutcome(pairs=1, loss=0.25, correct=0, skipped=2)"
+    with pytest.raises(AttributeError):
+        built[0].loss = 1.0  # type: ignore[misc]

@@ -152,3 +152,12 @@ def test_stable_id_depends_on_content_only() -> None:
     assert stable_example_id(first) == stable_example_id(same)
     assert stable_example_id(first) != stable_example_id(other)
     assert stable_example_id(PreferenceExample("Q", "a", "b", example_id="e-1")) == "e-1"
+
+
+def test_stable_id_accepts_lone_surrogates() -> None:
+    # JSON text may decode to lone surrogates ("\ud800"), which UTF-8 cannot encode.
+    example = PreferenceExample("Q \ud800", "a \udfff", "b")
+
+    assert stable_example_id(example) == stable_example_id(PreferenceExample("Q \ud800", "a \udfff", "b"))
+    assert stable_example_id(example) != stable_example_id(PreferenceExample("Q \ud801", "a \udfff", "b"))
+    assert stable_example_id(example).startswith("content:")

@@ -1,0 +1,398 @@
+r"""The compiled form of :meth:`HashingFeaturiser.featurise_examples`.
+
+With numba installed, the featuriser tokenises, hashes and merges a batch in the loops
+below, one pass over each text's bytes, instead of the numpy pipeline in
+:mod:`dynamic_rlhf.features`. Both give the same buckets and the same float32 block
+bits, and the tests compare them on random text. Without numba the featuriser uses the
+numpy pipeline. These functions still run as plain Python (slowly) on numpy uint64
+scalars, whose products wrap modulo :math:`2^{64}` as numba's do, with a numpy
+overflow warning that the tests silence.
+
+The steps for a batch:
+
+1. :func:`hash_tokens` cuts every text into tokens and computes each token's hash with
+   Horner's rule, which equals the prefix-sum form of the numpy pipeline modulo
+   :math:`2^{64}`.
+2. :func:`overlap_flags` finds the completion tokens whose prompt key is among the keys
+   of all prompt tokens, as ``np.isin`` does in the numpy pipeline.
+3. :func:`emit_entries` writes one int64 sort key per unigram, bigram, overlap and
+   dense entry of every completion, ordered by example, bucket, completion and entry
+   kind.
+4. The caller sorts the keys with numpy, and :func:`build_blocks` sums each
+   (example, bucket, completion) run of keys into one float32 cell of the example's
+   ``(buckets, completions)`` block.
+
+Sums follow the numpy pipeline's order: the ±1 entries are integers, exact in float64
+in any order, and the dense values are added last, in :data:`DENSE_FEATURES` order, as
+``np.bincount`` adds them after every token entry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dynamic_rlhf.kernels import njit
+
+_P = np.uint64(0x100000001B3)
+_LENGTH_MULT = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xFF51AFD7ED558CCD)
+_MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
+_BIGRAM_MULT = np.uint64(0xD6E8FEB86659FD93)
+_SALT_UNIGRAM = np.uint64(0x5555_0001)
+_SALT_BIGRAM = np.uint64(0x5555_0002)
+_SALT_OVERLAP = np.uint64(0x5555_0003)
+_SHIFT = np.uint64(33)
+_ONE = np.uint64(1)
+_N_DENSE = 3
+# Code points below this have a lower-case table entry; none from U+20000 up has a mapping.
+LOWER_TABLE_SIZE = 0x20000
+_KEYS_PER_PART = 512
+# Entry kinds in a sort key: 0 is +1, 1 is -1, then one kind per dense feature.
+_DENSE_KIND = 2
+KIND_BITS = 3
+_KINDS = 1 << KIND_BITS
+
+
+def sort_keys_fit(n_examples: int, dim: int, columns: int) -> bool:
+    """Return True when the entry keys of *n_examples* with up to *columns* completions fit in 63 bits."""
+    return (n_examples * dim) << (column_bits(columns) + KIND_BITS) < 1 << 63
+
+
+def column_bits(columns: int) -> int:
+    """Return the bits that hold a completion index below *columns* in an entry key."""
+    return max(columns - 1, 0).bit_length()
+
+
+@njit(cache=True)
+def _fmix(h):  # type: ignore[no-untyped-def]
+    h ^= h >> _SHIFT
+    h *= _MIX1
+    h ^= h >> _SHIFT
+    h *= _MIX2
+    return h ^ (h >> _SHIFT)
+
+
+@njit(cache=True)
+def hash_tokens(data, starts, ends, classes, lower, max_tokens, hashes, token_offsets):  # type: ignore[no-untyped-def]
+    """Write the hashes of the first *max_tokens* tokens of every text; return the token count.
+
+    Text ``t`` is ``data[starts[t]:ends[t]]``. Its token hashes go to
+    ``hashes[token_offsets[t]:token_offsets[t + 1]]``, so *hashes* needs one slot per byte.
+    ``classes`` maps a byte to 0 (separator), 1 (word byte) or 2 (punctuation token).
+    Each byte is hashed as ``lower[byte]``, which lower-cases ASCII letters.
+    """
+    n = 0
+    token_offsets[0] = 0
+    for t in range(len(starts)):
+        i = starts[t]
+        end = ends[t]
+        kept = 0
+        while i < end and kept < max_tokens:
+            kind = classes[data[i]]
+            if kind == 0:
+                i += 1
+                continue
+            start = i
+            h = np.uint64(lower[data[i]]) + _ONE
+            i += 1
+            if kind == 1:
+                while i < end and classes[data[i]] == 1:
+                    h = h * _P + np.uint64(lower[data[i]]) + _ONE
+                    i += 1
+            hashes[n] = _fmix(h ^ (np.uint64(i - start) * _LENGTH_MULT))
+            n += 1
+            kept += 1
+        token_offsets[t + 1] = n
+    return n
+
+
+@njit(cache=True)
+def lower_texts(data, starts, ends, texts, table, used, failed):  # type: ignore[no-untyped-def]
+    """Write the lower-cased UTF-8 of each text ``texts[i]`` from ``data[used:]`` on; return the bytes used.
+
+    Each code point ``c`` becomes ``table[c]`` (itself from ``len(table)`` up), and the
+    text's ``starts`` and ``ends`` move to its new bytes. A text with a code point whose
+    entry is negative is left where it was, with ``failed[i]`` set.
+    """
+    for i in range(len(texts)):
+        t = texts[i]
+        start = used
+        j = starts[t]
+        while j < ends[t]:
+            # Continuation bytes carry 6 bits each; int64 keeps the shifts exact when run uncompiled.
+            byte = np.int64(data[j])
+            if byte < 0x80:
+                code, width = byte, 1
+            elif byte < 0xE0:
+                code, width = ((byte & 0x1F) << 6) | _low_bits(data, j + 1), 2
+            elif byte < 0xF0:
+                code, width = ((byte & 0x0F) << 12) | (_low_bits(data, j + 1) << 6) | _low_bits(data, j + 2), 3
+            else:
+                code = ((byte & 0x07) << 18) | (_low_bits(data, j + 1) << 12) | (_low_bits(data, j + 2) << 6)
+                code, width = code | _low_bits(data, j + 3), 4
+            j += width
+            if code < len(table):
+                code = table[code]
+                if code < 0:
+                    failed[i] = True
+                    break
+            used = _write_utf8(data, used, code)
+        if failed[i]:
+            used = start
+        else:
+            starts[t] = start
+            ends[t] = used
+    return used
+
+
+@njit(cache=True)
+def _low_bits(data, position):  # type: ignore[no-untyped-def]
+    return np.int64(data[position]) & 0x3F
+
+
+@njit(cache=True)
+def _write_utf8(data, position, code):  # type: ignore[no-untyped-def]
+    """Write the UTF-8 bytes of code point *code* at *position*; return the position after them."""
+    if code < 0x80:
+        data[position] = code
+        return position + 1
+    if code < 0x800:
+        data[position] = 0xC0 | (code >> 6)
+        data[position + 1] = 0x80 | (code & 0x3F)
+        return position + 2
+    if code < 0x10000:
+        data[position] = 0xE0 | (code >> 12)
+        data[position + 1] = 0x80 | ((code >> 6) & 0x3F)
+        data[position + 2] = 0x80 | (code & 0x3F)
+        return position + 3
+    data[position] = 0xF0 | (code >> 18)
+    data[position + 1] = 0x80 | ((code >> 12) & 0x3F)
+    data[position + 2] = 0x80 | ((code >> 6) & 0x3F)
+    data[position + 3] = 0x80 | (code & 0x3F)
+    return position + 4
+
+
+@njit(cache=True)
+def _prompt_key(h, prompt):  # type: ignore[no-untyped-def]
+    return _fmix(h ^ (np.uint64(prompt + 1) * _P))
+
+
+@njit(cache=True)
+def overlap_flags(hashes, token_offsets, per_example, prompt_of_example):  # type: ignore[no-untyped-def]
+    """Return, per completion token, whether its prompt key is among the keys of all prompt tokens.
+
+    This is the ``np.isin`` of the numpy pipeline. The keys of all prompts form one set,
+    so the set is split by the keys' top bits into parts of about 512 keys on average, each of
+    which fits in the CPU cache while its queries are looked up.
+    """
+    n_texts = 0
+    for e in range(len(per_example)):
+        n_texts += per_example[e]
+    n_queries = token_offsets[n_texts]
+    n_keys = token_offsets[len(token_offsets) - 1] - n_queries
+
+    # Query keys in completion-token order, then the prompt tokens' keys.
+    queries = np.empty(n_queries, dtype=np.uint64)
+    text = 0
+    for e in range(len(per_example)):
+        for _ in range(per_example[e]):
+            for j in range(token_offsets[text], token_offsets[text + 1]):
+                queries[j] = _prompt_key(hashes[j], prompt_of_example[e])
+            text += 1
+    keys = np.empty(n_keys, dtype=np.uint64)
+    for t in range(n_texts, len(token_offsets) - 1):
+        for j in range(token_offsets[t], token_offsets[t + 1]):
+            keys[j - n_queries] = _prompt_key(hashes[j], t - n_texts)
+
+    # Group keys and queries by part, keeping each query's token index.
+    bits = 0
+    while (n_keys >> bits) > _KEYS_PER_PART:
+        bits += 1
+    parts = 1 << bits
+    shift = np.uint64(64 - bits) if bits else np.uint64(0)
+    key_starts = _part_starts(keys, bits, shift, parts)
+    query_starts = _part_starts(queries, bits, shift, parts)
+    grouped_keys = np.empty(n_keys, dtype=np.uint64)
+    fill = key_starts[:parts].copy()
+    for i in range(n_keys):
+        part = _part(keys[i], bits, shift)
+        grouped_keys[fill[part]] = keys[i]
+        fill[part] += 1
+    grouped_queries = np.empty(n_queries, dtype=np.uint64)
+    query_tokens = np.empty(n_queries, dtype=np.int64)
+    fill = query_starts[:parts].copy()
+    for j in range(n_queries):
+        part = _part(queries[j], bits, shift)
+        grouped_queries[fill[part]] = queries[j]
+        query_tokens[fill[part]] = j
+        fill[part] += 1
+
+    # One small open-addressing set per part; a slot holding 0 is free, so key 0 is a flag.
+    largest = 1
+    for part in range(parts):
+        largest = max(largest, key_starts[part + 1] - key_starts[part])
+    size = 16
+    while size < 2 * largest:
+        size *= 2
+    table = np.zeros(size, dtype=np.uint64)
+    found = np.zeros(n_queries, dtype=np.bool_)
+    for part in range(parts):
+        table[:] = 0
+        has_zero = False
+        mask = np.uint64(size - 1)
+        for i in range(key_starts[part], key_starts[part + 1]):
+            key = grouped_keys[i]
+            if key == 0:
+                has_zero = True
+                continue
+            slot = np.int64(key & mask)
+            while table[slot] != 0 and table[slot] != key:
+                slot = (slot + 1) & (size - 1)
+            table[slot] = key
+        for i in range(query_starts[part], query_starts[part + 1]):
+            key = grouped_queries[i]
+            if key == 0:
+                found[query_tokens[i]] = has_zero
+                continue
+            slot = np.int64(key & mask)
+            while table[slot] != 0:
+                if table[slot] == key:
+                    found[query_tokens[i]] = True
+                    break
+                slot = (slot + 1) & (size - 1)
+    return found
+
+
+@njit(cache=True)
+def _part(key, bits, shift):  # type: ignore[no-untyped-def]
+    return np.int64(key >> shift) if bits else 0
+
+
+@njit(cache=True)
+def _part_starts(values, bits, shift, parts):  # type: ignore[no-untyped-def]
+    starts = np.zeros(parts + 1, dtype=np.int64)
+    for i in range(len(values)):
+        starts[_part(values[i], bits, shift) + 1] += 1
+    for part in range(parts):
+        starts[part + 1] += starts[part]
+    return starts
+
+
+@njit(cache=True)
+def _bucket(code, dim, mask):  # type: ignore[no-untyped-def]
+    """Return ``(code >> 1) % dim``; ``mask`` is ``dim - 1`` when ``dim`` is a power of two, else 0."""
+    if mask:
+        return np.int64((code >> _ONE) & np.uint64(mask))
+    return np.int64((code >> _ONE) % np.uint64(dim))
+
+
+@njit(cache=True)
+def _entry(e, bucket, column, kind, dim, column_bits):  # type: ignore[no-untyped-def]
+    return ((((e * dim + bucket) << column_bits) | column) << KIND_BITS) | kind
+
+
+@njit(cache=True)
+def emit_entries(hashes, token_offsets, per_example, prompt_of_example, dim, bigrams, dense, column_bits, keys,
+                 overlap_counts):  # type: ignore[no-untyped-def]
+    """Write one sort key per feature entry of every completion; return the number written.
+
+    The key orders entries by example, bucket, completion and kind (see :func:`build_blocks`).
+    ``overlap_counts[t]`` receives completion ``t``'s prompt-overlap count. ``keys``
+    needs ``3 * tokens + 3`` slots per completion.
+    """
+    n_examples = len(per_example)
+    n_texts = 0
+    for e in range(n_examples):
+        n_texts += per_example[e]
+    in_prompt = overlap_flags(hashes, token_offsets, per_example, prompt_of_example)
+    mask = dim - 1 if dim & (dim - 1) == 0 else 0
+
+    n = 0
+    text = 0
+    for e in range(n_examples):
+        for c in range(per_example[e]):
+            first = token_offsets[text]
+            end = token_offsets[text + 1]
+            for j in range(first, end):
+                code = _fmix(hashes[j] + _SALT_UNIGRAM)
+                keys[n] = _entry(e, _bucket(code, dim, mask), c, np.int64(code & _ONE), dim, column_bits)
+                n += 1
+            if bigrams:
+                for j in range(first + 1, end):
+                    code = _fmix(hashes[j - 1] * _BIGRAM_MULT + hashes[j] + _SALT_BIGRAM)
+                    keys[n] = _entry(e, _bucket(code, dim, mask), c, np.int64(code & _ONE), dim, column_bits)
+                    n += 1
+            overlaps = 0
+            for j in range(first, end):
+                if in_prompt[j]:
+                    code = _fmix(hashes[j] + _SALT_OVERLAP)
+                    keys[n] = _entry(e, _bucket(code, dim, mask), c, np.int64(code & _ONE), dim, column_bits)
+                    n += 1
+                    overlaps += 1
+            overlap_counts[text] = overlaps
+            for feature in range(_N_DENSE):
+                keys[n] = _entry(e, dense[feature], c, _DENSE_KIND + feature, dim, column_bits)
+                n += 1
+            text += 1
+    return n
+
+
+@njit(cache=True)
+def build_blocks(keys, dim, column_bits, per_example, completion_offsets, dense_values):  # type: ignore[no-untyped-def]
+    """Return (coordinates, coordinate_offsets, block, block_offsets) from sorted entry keys.
+
+    Entries of one (example, bucket) are one row of the example's block. Within a
+    completion's cell they arrive ±1 entries first, then the dense values in the order
+    of ``DENSE_FEATURES``, which is the order in which ``np.bincount`` sums them in the
+    numpy pipeline. ``dense_values[t, f]`` is dense feature ``f`` of completion ``t``.
+    """
+    n_examples = len(per_example)
+    rows_per_example = np.zeros(n_examples, dtype=np.int64)
+    previous = -1
+    # Keys ascend by example, so the example of a row only moves forward: no division needed.
+    e = 0
+    for r in range(len(keys)):
+        row = keys[r] >> (column_bits + KIND_BITS)
+        if row != previous:
+            while row >= (e + 1) * dim:
+                e += 1
+            rows_per_example[e] += 1
+            previous = row
+    coordinate_offsets = np.zeros(n_examples + 1, dtype=np.int64)
+    block_offsets = np.zeros(n_examples + 1, dtype=np.int64)
+    for e in range(n_examples):
+        coordinate_offsets[e + 1] = coordinate_offsets[e] + rows_per_example[e]
+        block_offsets[e + 1] = block_offsets[e] + rows_per_example[e] * per_example[e]
+    coordinates = np.empty(coordinate_offsets[n_examples], dtype=np.int64)
+    block = np.zeros(block_offsets[n_examples], dtype=np.float32)
+
+    # One pass over the sorted keys; a cell's sum is written when its last entry has been added.
+    row_shift = column_bits + KIND_BITS
+    column_mask = (1 << column_bits) - 1
+    n_rows = -1
+    previous = -1
+    e = 0
+    cell = 0
+    total = 0.0
+    for r in range(len(keys)):
+        key = keys[r]
+        row = key >> row_shift
+        if key >> KIND_BITS != previous:
+            if previous >= 0:
+                block[cell] = np.float32(total)
+            previous = key >> KIND_BITS
+            total = 0.0
+            if n_rows < 0 or row != coordinates[n_rows] + e * dim:
+                n_rows += 1
+                while row >= (e + 1) * dim:
+                    e += 1
+                coordinates[n_rows] = row - e * dim
+            cell = block_offsets[e] + (n_rows - coordinate_offsets[e]) * per_example[e] + (previous & column_mask)
+        kind = key & (_KINDS - 1)
+        if kind < _DENSE_KIND:
+            total += 1.0 - 2.0 * kind
+        else:
+            total += dense_values[completion_offsets[e] + (previous & column_mask), kind - _DENSE_KIND]
+    if previous >= 0:
+        block[cell] = np.float32(total)
+    return coordinates, coordinate_offsets, block, block_offsets
