@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 import faust
-from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types.auth import CredentialsT
 from prometheus_client import CollectorRegistry
 
@@ -18,6 +17,7 @@ from service.agents.checkpointing import register_checkpointing
 from service.agents.harvest import register_harvest_agent
 from service.agents.learn import register_learn_agent
 from service.checkpoint import ModelStore
+from service.faust_sensor import install_faust_sensor
 from service.health import HealthState, register_health_views
 from service.lag import register_lag_monitor
 from service.metrics import ServiceMetrics
@@ -90,7 +90,7 @@ def create_runtime(settings: Settings, registry: CollectorRegistry | None = None
     runtime = Runtime(settings, app, topics, table, store, metrics, HealthState(settings.stall_timeout_s))
 
     # Faust's own sensor shares the registry, so one scrape of /metrics returns both sets.
-    setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry, name_prefix="faust")
+    install_faust_sensor(app, metrics.registry)
 
     register_learn_agent(runtime)
     register_harvest_agent(runtime)
