@@ -59,7 +59,7 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 JSON_HEADERS: Final = [("content-type", b"application/json")]
 LATENCY_MODEL_ID: Final = "latency"
 LATENCY_SCRAPE_INTERVAL_S: Final = 0.05
-THROUGHPUT_SCRAPE_INTERVAL_S: Final = 0.5
+THROUGHPUT_SCRAPE_INTERVAL_S: Final = 0.1
 LIMITS: Final = Limits()
 
 
@@ -333,7 +333,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
                         help="Kafka bootstrap host:port on loopback (default: $KAFKA_BOOTSTRAP_SERVERS)")
-    parser.add_argument("--events", type=int, default=50_000, help="events in the pre-filled topic (default 50,000)")
+    parser.add_argument("--events", type=int, default=100_000,
+                        help="events in the pre-filled topic (default 100,000)")
     parser.add_argument("--models", type=int, default=4,
                         help="model ids, one partition each, events spread round-robin (default 4)")
     parser.add_argument("--repeats", type=int, default=3, help="repetitions; the report gives medians (default 3)")

@@ -135,9 +135,9 @@ OPTIONS: tuple[Option, ...] = (
            _positive_int),
     Option("replication_factor", "DRLHF_REPLICATION_FACTOR", "1", "replicas",
            "Replication factor of every topic the service creates.", _positive_int),
-    Option("checkpoint_every_events", "DRLHF_CHECKPOINT_EVERY_EVENTS", "5000", "events",
+    Option("checkpoint_every_events", "DRLHF_CHECKPOINT_EVERY_EVENTS", "50000", "events",
            "Write the model checkpoint after this many applied events.", _positive_int),
-    Option("checkpoint_interval_ms", "DRLHF_CHECKPOINT_INTERVAL_MS", "1000", "ms",
+    Option("checkpoint_interval_ms", "DRLHF_CHECKPOINT_INTERVAL_MS", "5000", "ms",
            "Write the model checkpoint at least this often while events arrive.", _positive_int),
     Option("max_model_bytes", "DRLHF_MAX_MODEL_BYTES", "33554432", "bytes",
            "Largest checkpoint value: the changelog's max.message.bytes and the producer's "
