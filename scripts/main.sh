@@ -50,6 +50,7 @@ if [[ -f "$data" ]]; then
     echo "waiting for the worker to learn the $produced events ..."
     "$cli" demo --watch "${produced:-2312}" --model-id "$model_id" --timeout 600 --show-records 0
     # Candidate sets go in after learning, so the harvest uses the trained model.
+    echo "== harvesting 200 candidate sets built from the same file"
     "$cli" produce "$data" --candidates --limit 200 --model-id "$model_id" --no-progress
     "$cli" demo --watch "${produced:-2312}" --model-id "$model_id" --timeout 600
 else

@@ -127,7 +127,8 @@ def wait_for_count(metrics_url: str, name: str, model_id: str, expected: float, 
         samples = scrape(metrics_url)
         done = sample_sum(samples, name, model_id=model_id)
         accuracy = _progressive_accuracy_text(samples, model_id)
-        print(f"  {label}: {int(done)}/{int(expected)}, progressive accuracy {accuracy}", flush=True)
+        print(f"  {label}: {int(done)}/{int(expected)}, progressive accuracy {accuracy} (at the last checkpoint)",
+              flush=True)
         if done >= expected:
             return samples
         time.sleep(2.0)
@@ -234,9 +235,20 @@ def print_sample_records(settings: Settings, model_id: str, count: int) -> None:
     records = asyncio.run(read_records(settings, model_id, count))
     print(f"sample records ({len(records)}):")
     for record in records:
-        short_record = {key: (value[:80] + "..." if isinstance(value, str) and len(value) > 80 else value)
-                 for key, value in record.items() if key not in ("messages", "policy")}
+        short_record = {key: shorten_text(value) for key, value in record.items() if key not in ("messages", "policy")}
         print("  " + json.dumps(short_record, ensure_ascii=False))
+
+
+def shorten_text(value: Any, limit: int = 80) -> Any:
+    """Shorten a text field for display: a string to `limit` characters, a chat to its last message, shortened."""
+    if isinstance(value, str):
+        return value[:limit] + "..." if len(value) > limit else value
+    if isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
+        last = {**value[-1], "content": shorten_text(value[-1]["content"], limit)}
+        earlier = len(value) - 1
+        marker = [f"({earlier} earlier message{'s' if earlier > 1 else ''})"] if earlier else []
+        return marker + [last]
+    return value
 
 
 async def read_records(settings: Settings, model_id: str, count: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:

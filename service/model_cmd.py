@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from service.checkpoint import Checkpoint, CheckpointError, decode_checkpoint
 from service.settings import Settings
@@ -27,7 +28,11 @@ async def read_latest_checkpoints(settings: Settings, timeout_s: float = 30.0) -
         request_timeout_ms=int(timeout_s * 1000),
         **settings.aiokafka_options(),
     )
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()  # a consumer that failed to start still holds a client to close
+        raise
     try:
         partitions = await asyncio.wait_for(topic_partitions(settings, settings.changelog_topic), timeout_s)
         if not partitions:
@@ -101,6 +106,10 @@ def run_model_show(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, CheckpointError) as exc:
         print(f"model show: cannot read the checkpoint: {exc}", file=sys.stderr)
         return 1
+    except KafkaError as exc:
+        print(f"model show: cannot read the changelog from {settings.bootstrap_servers}: {exc!r}; "
+              "check KAFKA_BOOTSTRAP_SERVERS and that the broker is running", file=sys.stderr)
+        return 1
     if checkpoint is None:
         print(f"model show: no checkpoint of model {args.model_id!r} in topic {settings.changelog_topic}; "
               "check DRLHF_APP_ID and that a worker has processed events", file=sys.stderr)
@@ -110,6 +119,12 @@ def run_model_show(args: argparse.Namespace, settings: Settings) -> int:
     if args.save:
         from service.checkpoint import encode_checkpoint
 
-        Path(args.save).write_bytes(encode_checkpoint(checkpoint))
+        target = Path(args.save)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(encode_checkpoint(checkpoint))
+        except OSError as exc:
+            print(f"model show: cannot write the checkpoint to {target}: {exc}", file=sys.stderr)
+            return 1
         print(f"checkpoint written to {args.save}")
     return 0
