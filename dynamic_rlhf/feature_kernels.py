@@ -107,42 +107,48 @@ def hash_tokens(data, starts, ends, classes, lower, max_tokens, hashes, token_of
 
 
 @njit(cache=True)
-def lower_texts(data, starts, ends, texts, table, used, failed):  # type: ignore[no-untyped-def]
-    """Write the lower-cased UTF-8 of each text ``texts[i]`` from ``data[used:]`` on; return the bytes used.
+def lower_in_place(data, starts, ends, texts, table, failed):  # type: ignore[no-untyped-def]
+    """Lower-case the UTF-8 of each text ``texts[i]``, ``data[starts[t]:ends[t]]``, in place.
 
-    Each code point ``c`` becomes ``table[c]`` (itself from ``len(table)`` up), and the
-    text's ``starts`` and ``ends`` move to its new bytes. A text with a code point whose
-    entry is negative is left where it was, with ``failed[i]`` set.
+    Each code point ``c`` becomes ``table[c]`` (itself from ``len(table)`` up). A text
+    with a code point whose entry is negative, or whose lower case has another UTF-8
+    length, gets ``failed[i]`` set and may be left partly lower-cased.
     """
     for i in range(len(texts)):
         t = texts[i]
-        start = used
         j = starts[t]
         while j < ends[t]:
             # Continuation bytes carry 6 bits each; int64 keeps the shifts exact when run uncompiled.
             byte = np.int64(data[j])
             if byte < 0x80:
-                code, width = byte, 1
-            elif byte < 0xE0:
+                if 0x41 <= byte <= 0x5A:
+                    data[j] = byte + 0x20
+                j += 1
+                continue
+            if byte < 0xE0:
                 code, width = ((byte & 0x1F) << 6) | _low_bits(data, j + 1), 2
             elif byte < 0xF0:
                 code, width = ((byte & 0x0F) << 12) | (_low_bits(data, j + 1) << 6) | _low_bits(data, j + 2), 3
             else:
                 code = ((byte & 0x07) << 18) | (_low_bits(data, j + 1) << 12) | (_low_bits(data, j + 2) << 6)
                 code, width = code | _low_bits(data, j + 3), 4
-            j += width
             if code < len(table):
-                code = table[code]
-                if code < 0:
+                lowered = np.int64(table[code])
+                if lowered < 0 or _utf8_width(lowered) != width:
                     failed[i] = True
                     break
-            used = _write_utf8(data, used, code)
-        if failed[i]:
-            used = start
-        else:
-            starts[t] = start
-            ends[t] = used
-    return used
+                if lowered != code:
+                    _write_utf8(data, j, lowered)
+            j += width
+
+
+@njit(cache=True)
+def _utf8_width(code):  # type: ignore[no-untyped-def]
+    if code < 0x80:
+        return 1
+    if code < 0x800:
+        return 2
+    return 3 if code < 0x10000 else 4
 
 
 @njit(cache=True)

@@ -385,9 +385,10 @@ def _lowered_bytes(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int6
     """Return a buffer and each text's ``[start, end)`` in it, holding the bytes of ``encode_text(text)``.
 
     ASCII texts stay as encoded and are lower-cased while they are hashed. Other texts
-    are lower-cased by :func:`feature_kernels.lower_texts` into the buffer's tail, and
-    the few it cannot handle alone (a capital sigma, whose lower case depends on its
-    neighbours, or a dotted capital I, which becomes two characters) by ``str.lower``.
+    are lower-cased in place by :func:`feature_kernels.lower_in_place`. The few it
+    cannot handle alone are lower-cased by ``str.lower`` into the buffer's tail. Those
+    hold a capital sigma (its lower case depends on its neighbours), a dotted capital I
+    (it becomes two characters) or a letter whose lower case has another UTF-8 length.
     """
     encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
@@ -399,19 +400,17 @@ def _lowered_bytes(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int6
     if not len(unicode_texts):
         return np.frombuffer(joined, dtype=np.uint8), starts, ends
 
-    # Lower-casing turns at most 2 bytes into 3, so twice the input's bytes is room enough.
-    data = np.empty(len(joined) + 2 * int(lengths[unicode_texts].sum()), dtype=np.uint8)
-    data[:len(joined)] = np.frombuffer(joined, dtype=np.uint8)
+    data = np.frombuffer(bytearray(joined), dtype=np.uint8)
     failed = np.zeros(len(unicode_texts), dtype=np.bool_)
-    used = feature_kernels.lower_texts(data, starts, ends, unicode_texts, _lower_table(), len(joined), failed)
+    feature_kernels.lower_in_place(data, starts, ends, unicode_texts, _lower_table(), failed)
     if not failed.any():
-        return data[:used], starts, ends
+        return data, starts, ends
     fallback = [encode_text(texts[t]) for t in unicode_texts[failed].tolist()]
     tail = np.frombuffer(b"".join(fallback), dtype=np.uint8)
     fallback_lengths = np.fromiter(map(len, fallback), dtype=np.int64, count=len(fallback))
-    starts[unicode_texts[failed]] = used + np.cumsum(fallback_lengths) - fallback_lengths
+    starts[unicode_texts[failed]] = len(data) + np.cumsum(fallback_lengths) - fallback_lengths
     ends[unicode_texts[failed]] = starts[unicode_texts[failed]] + fallback_lengths
-    return np.concatenate([data[:used], tail]), starts, ends
+    return np.concatenate([data, tail]), starts, ends
 
 
 _LOWER_TABLE: list[NDArray[np.int32]] = []
