@@ -56,6 +56,8 @@ _SALT_BIGRAM: Final = 0x5555_0002
 _SALT_OVERLAP: Final = 0x5555_0003
 _SALT_DENSE: Final = 0x5555_0004
 DENSE_FEATURES: Final = ("log_tokens", "prompt_overlap", "empty")
+# Examples whose entry keys are sorted together: about 13,000 keys of HH-RLHF pairs, 100 KB.
+SORT_RUN: Final = 32
 
 # Byte classes: 0 separates tokens, 1 belongs to a word, 2 is one punctuation token.
 _WORD, _PUNCT = 1, 2
@@ -69,6 +71,8 @@ for _byte in range(0x21, 0x7F):
 # ASCII upper-case letters to lower case; str.lower() leaves none in any text, so other bytes map to themselves.
 _ASCII_LOWER = np.arange(256, dtype=np.uint8)
 _ASCII_LOWER[ord("A"):ord("Z") + 1] += ord("a") - ord("A")
+# The compiled tokeniser's table: class and hashed value (ASCII lower case plus one) of every byte.
+_BYTE_CODES = (_CLASSES.astype(np.int64) << feature_kernels.BYTE_CLASS_SHIFT) | (_ASCII_LOWER.astype(np.int64) + 1)
 TOKEN_BYTES: Final = re.compile(rb"[0-9A-Za-z_\x80-\xff]+|[!-/:-@\[-^`{-~]")
 
 
@@ -307,15 +311,17 @@ class HashingFeaturiser:
         data, starts, ends = _lowered_bytes(all_texts)
         hashes = np.empty(len(data), dtype=np.uint64)
         token_offsets = np.empty(len(all_texts) + 1, dtype=np.int64)
-        feature_kernels.hash_tokens(data, starts, ends, _CLASSES, _ASCII_LOWER, self.max_tokens, hashes, token_offsets)
+        feature_kernels.hash_tokens(data, starts, ends, _BYTE_CODES, self.max_tokens, hashes, token_offsets)
 
         # One sort key per entry: unigram, bigram and overlap entries per token, three dense ones per text.
         keys = np.empty(3 * int(token_offsets[n_texts]) + len(DENSE_FEATURES) * n_texts, dtype=np.int64)
         overlap_counts = np.empty(n_texts, dtype=np.int64)
+        key_offsets = np.empty(n_examples + 1, dtype=np.int64)
         n_keys = feature_kernels.emit_entries(hashes, token_offsets, per_example, prompt_of_example, self.dim,
-                                              self.ngram_max >= 2, self.dense, column_bits, keys, overlap_counts)
+                                              self.ngram_max >= 2, self.dense, column_bits, keys, key_offsets,
+                                              overlap_counts)
         keys = keys[:n_keys]
-        keys.sort()
+        _sort_by_runs(keys, key_offsets)
 
         counts = np.diff(token_offsets[:n_texts + 1])
         dense_values = self._dense_entries(counts, overlap_counts)[2].reshape(n_texts, len(DENSE_FEATURES))
@@ -379,6 +385,19 @@ class HashingFeaturiser:
     def _named(self, code: int, name: str) -> tuple[int, tuple[str, float]]:
         bucket, sign = bucket_and_sign(code, self.dim)
         return bucket, (name, sign)
+
+
+def _sort_by_runs(keys: NDArray[np.int64], key_offsets: NDArray[np.int64]) -> None:
+    """Sort *keys* in place, :data:`SORT_RUN` examples at a time.
+
+    Keys of a later example are larger than any key of an earlier one, so the runs
+    sorted one by one make the whole array sorted. A run's keys fit in the CPU cache,
+    which makes the runs faster to sort than the whole array at once.
+    """
+    bounds = key_offsets[::SORT_RUN].tolist()
+    bounds.append(int(key_offsets[-1]))
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        keys[start:end].sort()
 
 
 def _lowered_bytes(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64]]:
