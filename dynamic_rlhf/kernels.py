@@ -26,8 +26,6 @@ import math
 
 import numpy as np
 
-from dynamic_rlhf.prefetch import prefetch
-
 try:
     from numba import njit
 except ImportError:  # numba is optional: the same functions run uncompiled.
@@ -279,22 +277,8 @@ def learn_single_pairs(coordinates, coordinate_offsets, block, block_offsets, co
         largest = max(largest, coordinate_offsets[e + 1] - coordinate_offsets[e])
     example_rows = np.empty(largest, dtype=np.int64)
     delta32 = np.float32(delta)
-    flat_table = table.reshape(-1)
-    row_size = 2 * heads
-    n_examples = len(kinds)
-    for e in range(n_examples):
+    for e in range(len(kinds)):
         buckets = coordinates[coordinate_offsets[e]:coordinate_offsets[e + 1]]
-        if COMPILED:
-            # Row map entries two examples ahead, table rows of the next example: loads that miss the cache.
-            if e + 2 < n_examples:
-                for j in range(coordinate_offsets[e + 2], coordinate_offsets[e + 3]):
-                    prefetch(rows, coordinates[j])
-            if e + 1 < n_examples:
-                for j in range(coordinate_offsets[e + 1], coordinate_offsets[e + 2]):
-                    row = rows[coordinates[j]] - 1
-                    if row >= 0:
-                        prefetch(flat_table, row * row_size)
-                        prefetch(flat_table, row * row_size + row_size - 1)
         features = block[block_offsets[e]:block_offsets[e + 1]]
         kind = kinds[e]
 

@@ -16,9 +16,7 @@ import dynamic_rlhf
 
 PACKAGE_DIR = Path(dynamic_rlhf.__file__).resolve().parent
 # numba is optional: dynamic_rlhf.kernels runs uncompiled without it.
-# llvmlite is numba's code generator and is installed with it; dynamic_rlhf.prefetch emits LLVM IR with it.
-ALLOWED_TOP_LEVEL = ({"numpy", "msgpack", "numba", "llvmlite", "dynamic_rlhf", "__future__"}
-                     | set(sys.stdlib_module_names))
+ALLOWED_TOP_LEVEL = {"numpy", "msgpack", "numba", "dynamic_rlhf", "__future__"} | set(sys.stdlib_module_names)
 
 BLOCKED_IMPORT = """
 import sys
