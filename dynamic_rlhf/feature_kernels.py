@@ -18,7 +18,7 @@ The steps for a batch:
 3. :func:`emit_entries` writes one int64 sort key per unigram, bigram, overlap and
    dense entry of every completion, ordered by example, bucket, completion and entry
    kind.
-4. The caller sorts the keys with numpy, and :func:`build_blocks` sums each
+4. The caller sorts the keys with numpy, a run of examples at a time, and :func:`build_blocks` sums each
    (example, bucket, completion) run of keys into one float32 cell of the example's
    ``(buckets, completions)`` block.
 
@@ -44,6 +44,9 @@ _SALT_OVERLAP = np.uint64(0x5555_0003)
 _SHIFT = np.uint64(33)
 _ONE = np.uint64(1)
 _N_DENSE = 3
+# A byte code holds the byte's class above this shift and its hashed value below it.
+BYTE_CLASS_SHIFT = 9
+_BYTE_VALUE_MASK = (1 << BYTE_CLASS_SHIFT) - 1
 # Code points below this have a lower-case table entry; none from U+20000 up has a mapping.
 LOWER_TABLE_SIZE = 0x20000
 _KEYS_PER_PART = 512
@@ -73,13 +76,14 @@ def _fmix(h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def hash_tokens(data, starts, ends, classes, lower, max_tokens, hashes, token_offsets):  # type: ignore[no-untyped-def]
+def hash_tokens(data, starts, ends, byte_codes, max_tokens, hashes, token_offsets):  # type: ignore[no-untyped-def]
     """Write the hashes of the first *max_tokens* tokens of every text; return the token count.
 
     Text ``t`` is ``data[starts[t]:ends[t]]``. Its token hashes go to
     ``hashes[token_offsets[t]:token_offsets[t + 1]]``, so *hashes* needs one slot per byte.
-    ``classes`` maps a byte to 0 (separator), 1 (word byte) or 2 (punctuation token).
-    Each byte is hashed as ``lower[byte]``, which lower-cases ASCII letters.
+    ``byte_codes[byte] >> BYTE_CLASS_SHIFT`` is the byte's class: 0 (separator), 1 (word
+    byte) or 2 (punctuation token). The low bits are the value the byte adds to the hash,
+    its ASCII lower case plus one.
     """
     n = 0
     token_offsets[0] = 0
@@ -88,16 +92,20 @@ def hash_tokens(data, starts, ends, classes, lower, max_tokens, hashes, token_of
         end = ends[t]
         kept = 0
         while i < end and kept < max_tokens:
-            kind = classes[data[i]]
+            code = byte_codes[data[i]]
+            kind = code >> BYTE_CLASS_SHIFT
             if kind == 0:
                 i += 1
                 continue
             start = i
-            h = np.uint64(lower[data[i]]) + _ONE
+            h = np.uint64(code & _BYTE_VALUE_MASK)
             i += 1
             if kind == 1:
-                while i < end and classes[data[i]] == 1:
-                    h = h * _P + np.uint64(lower[data[i]]) + _ONE
+                while i < end:
+                    code = byte_codes[data[i]]
+                    if code >> BYTE_CLASS_SHIFT != 1:
+                        break
+                    h = h * _P + np.uint64(code & _BYTE_VALUE_MASK)
                     i += 1
             hashes[n] = _fmix(h ^ (np.uint64(i - start) * _LENGTH_MULT))
             n += 1
@@ -107,42 +115,48 @@ def hash_tokens(data, starts, ends, classes, lower, max_tokens, hashes, token_of
 
 
 @njit(cache=True)
-def lower_texts(data, starts, ends, texts, table, used, failed):  # type: ignore[no-untyped-def]
-    """Write the lower-cased UTF-8 of each text ``texts[i]`` from ``data[used:]`` on; return the bytes used.
+def lower_in_place(data, starts, ends, texts, table, failed):  # type: ignore[no-untyped-def]
+    """Lower-case the UTF-8 of each text ``texts[i]``, ``data[starts[t]:ends[t]]``, in place.
 
-    Each code point ``c`` becomes ``table[c]`` (itself from ``len(table)`` up), and the
-    text's ``starts`` and ``ends`` move to its new bytes. A text with a code point whose
-    entry is negative is left where it was, with ``failed[i]`` set.
+    Each code point ``c`` becomes ``table[c]`` (itself from ``len(table)`` up). A text
+    with a code point whose entry is negative, or whose lower case has another UTF-8
+    length, gets ``failed[i]`` set and may be left partly lower-cased.
     """
     for i in range(len(texts)):
         t = texts[i]
-        start = used
         j = starts[t]
         while j < ends[t]:
             # Continuation bytes carry 6 bits each; int64 keeps the shifts exact when run uncompiled.
             byte = np.int64(data[j])
             if byte < 0x80:
-                code, width = byte, 1
-            elif byte < 0xE0:
+                if 0x41 <= byte <= 0x5A:
+                    data[j] = byte + 0x20
+                j += 1
+                continue
+            if byte < 0xE0:
                 code, width = ((byte & 0x1F) << 6) | _low_bits(data, j + 1), 2
             elif byte < 0xF0:
                 code, width = ((byte & 0x0F) << 12) | (_low_bits(data, j + 1) << 6) | _low_bits(data, j + 2), 3
             else:
                 code = ((byte & 0x07) << 18) | (_low_bits(data, j + 1) << 12) | (_low_bits(data, j + 2) << 6)
                 code, width = code | _low_bits(data, j + 3), 4
-            j += width
             if code < len(table):
-                code = table[code]
-                if code < 0:
+                lowered = np.int64(table[code])
+                if lowered < 0 or _utf8_width(lowered) != width:
                     failed[i] = True
                     break
-            used = _write_utf8(data, used, code)
-        if failed[i]:
-            used = start
-        else:
-            starts[t] = start
-            ends[t] = used
-    return used
+                if lowered != code:
+                    _write_utf8(data, j, lowered)
+            j += width
+
+
+@njit(cache=True)
+def _utf8_width(code):  # type: ignore[no-untyped-def]
+    if code < 0x80:
+        return 1
+    if code < 0x800:
+        return 2
+    return 3 if code < 0x10000 else 4
 
 
 @njit(cache=True)
@@ -293,12 +307,13 @@ def _entry(e, bucket, column, kind, dim, column_bits):  # type: ignore[no-untype
 
 @njit(cache=True)
 def emit_entries(hashes, token_offsets, per_example, prompt_of_example, dim, bigrams, dense, column_bits, keys,
-                 overlap_counts):  # type: ignore[no-untyped-def]
+                 key_offsets, overlap_counts):  # type: ignore[no-untyped-def]
     """Write one sort key per feature entry of every completion; return the number written.
 
     The key orders entries by example, bucket, completion and kind (see :func:`build_blocks`).
-    ``overlap_counts[t]`` receives completion ``t``'s prompt-overlap count. ``keys``
-    needs ``3 * tokens + 3`` slots per completion.
+    Example ``e``'s keys go to ``keys[key_offsets[e]:key_offsets[e + 1]]``, so sorting
+    each run of whole examples sorts all keys. ``overlap_counts[t]`` receives completion
+    ``t``'s prompt-overlap count. ``keys`` needs ``3 * tokens + 3`` slots per completion.
     """
     n_examples = len(per_example)
     n_texts = 0
@@ -309,6 +324,7 @@ def emit_entries(hashes, token_offsets, per_example, prompt_of_example, dim, big
 
     n = 0
     text = 0
+    key_offsets[0] = 0
     for e in range(n_examples):
         for c in range(per_example[e]):
             first = token_offsets[text]
@@ -334,6 +350,7 @@ def emit_entries(hashes, token_offsets, per_example, prompt_of_example, dim, big
                 keys[n] = _entry(e, dense[feature], c, _DENSE_KIND + feature, dim, column_bits)
                 n += 1
             text += 1
+        key_offsets[e + 1] = n
     return n
 
 

@@ -56,6 +56,8 @@ _SALT_BIGRAM: Final = 0x5555_0002
 _SALT_OVERLAP: Final = 0x5555_0003
 _SALT_DENSE: Final = 0x5555_0004
 DENSE_FEATURES: Final = ("log_tokens", "prompt_overlap", "empty")
+# Examples whose entry keys are sorted together: about 13,000 keys of HH-RLHF pairs, 100 KB.
+SORT_RUN: Final = 32
 
 # Byte classes: 0 separates tokens, 1 belongs to a word, 2 is one punctuation token.
 _WORD, _PUNCT = 1, 2
@@ -69,6 +71,8 @@ for _byte in range(0x21, 0x7F):
 # ASCII upper-case letters to lower case; str.lower() leaves none in any text, so other bytes map to themselves.
 _ASCII_LOWER = np.arange(256, dtype=np.uint8)
 _ASCII_LOWER[ord("A"):ord("Z") + 1] += ord("a") - ord("A")
+# The compiled tokeniser's table: class and hashed value (ASCII lower case plus one) of every byte.
+_BYTE_CODES = (_CLASSES.astype(np.int64) << feature_kernels.BYTE_CLASS_SHIFT) | (_ASCII_LOWER.astype(np.int64) + 1)
 TOKEN_BYTES: Final = re.compile(rb"[0-9A-Za-z_\x80-\xff]+|[!-/:-@\[-^`{-~]")
 
 
@@ -307,15 +311,17 @@ class HashingFeaturiser:
         data, starts, ends = _lowered_bytes(all_texts)
         hashes = np.empty(len(data), dtype=np.uint64)
         token_offsets = np.empty(len(all_texts) + 1, dtype=np.int64)
-        feature_kernels.hash_tokens(data, starts, ends, _CLASSES, _ASCII_LOWER, self.max_tokens, hashes, token_offsets)
+        feature_kernels.hash_tokens(data, starts, ends, _BYTE_CODES, self.max_tokens, hashes, token_offsets)
 
         # One sort key per entry: unigram, bigram and overlap entries per token, three dense ones per text.
         keys = np.empty(3 * int(token_offsets[n_texts]) + len(DENSE_FEATURES) * n_texts, dtype=np.int64)
         overlap_counts = np.empty(n_texts, dtype=np.int64)
+        key_offsets = np.empty(n_examples + 1, dtype=np.int64)
         n_keys = feature_kernels.emit_entries(hashes, token_offsets, per_example, prompt_of_example, self.dim,
-                                              self.ngram_max >= 2, self.dense, column_bits, keys, overlap_counts)
+                                              self.ngram_max >= 2, self.dense, column_bits, keys, key_offsets,
+                                              overlap_counts)
         keys = keys[:n_keys]
-        keys.sort()
+        _sort_by_runs(keys, key_offsets)
 
         counts = np.diff(token_offsets[:n_texts + 1])
         dense_values = self._dense_entries(counts, overlap_counts)[2].reshape(n_texts, len(DENSE_FEATURES))
@@ -381,13 +387,27 @@ class HashingFeaturiser:
         return bucket, (name, sign)
 
 
+def _sort_by_runs(keys: NDArray[np.int64], key_offsets: NDArray[np.int64]) -> None:
+    """Sort *keys* in place, :data:`SORT_RUN` examples at a time.
+
+    Keys of a later example are larger than any key of an earlier one, so the runs
+    sorted one by one make the whole array sorted. A run's keys fit in the CPU cache,
+    which makes the runs faster to sort than the whole array at once.
+    """
+    bounds = key_offsets[::SORT_RUN].tolist()
+    bounds.append(int(key_offsets[-1]))
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        keys[start:end].sort()
+
+
 def _lowered_bytes(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64]]:
     """Return a buffer and each text's ``[start, end)`` in it, holding the bytes of ``encode_text(text)``.
 
     ASCII texts stay as encoded and are lower-cased while they are hashed. Other texts
-    are lower-cased by :func:`feature_kernels.lower_texts` into the buffer's tail, and
-    the few it cannot handle alone (a capital sigma, whose lower case depends on its
-    neighbours, or a dotted capital I, which becomes two characters) by ``str.lower``.
+    are lower-cased in place by :func:`feature_kernels.lower_in_place`. The few it
+    cannot handle alone are lower-cased by ``str.lower`` into the buffer's tail. Those
+    hold a capital sigma (its lower case depends on its neighbours), a dotted capital I
+    (it becomes two characters) or a letter whose lower case has another UTF-8 length.
     """
     encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
@@ -399,19 +419,17 @@ def _lowered_bytes(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int6
     if not len(unicode_texts):
         return np.frombuffer(joined, dtype=np.uint8), starts, ends
 
-    # Lower-casing turns at most 2 bytes into 3, so twice the input's bytes is room enough.
-    data = np.empty(len(joined) + 2 * int(lengths[unicode_texts].sum()), dtype=np.uint8)
-    data[:len(joined)] = np.frombuffer(joined, dtype=np.uint8)
+    data = np.frombuffer(bytearray(joined), dtype=np.uint8)
     failed = np.zeros(len(unicode_texts), dtype=np.bool_)
-    used = feature_kernels.lower_texts(data, starts, ends, unicode_texts, _lower_table(), len(joined), failed)
+    feature_kernels.lower_in_place(data, starts, ends, unicode_texts, _lower_table(), failed)
     if not failed.any():
-        return data[:used], starts, ends
+        return data, starts, ends
     fallback = [encode_text(texts[t]) for t in unicode_texts[failed].tolist()]
     tail = np.frombuffer(b"".join(fallback), dtype=np.uint8)
     fallback_lengths = np.fromiter(map(len, fallback), dtype=np.int64, count=len(fallback))
-    starts[unicode_texts[failed]] = used + np.cumsum(fallback_lengths) - fallback_lengths
+    starts[unicode_texts[failed]] = len(data) + np.cumsum(fallback_lengths) - fallback_lengths
     ends[unicode_texts[failed]] = starts[unicode_texts[failed]] + fallback_lengths
-    return np.concatenate([data[:used], tail]), starts, ends
+    return np.concatenate([data, tail]), starts, ends
 
 
 _LOWER_TABLE: list[NDArray[np.int32]] = []
