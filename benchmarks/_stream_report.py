@@ -61,9 +61,9 @@ def percentile(values: list[float], fraction: float) -> float:
 def histogram_quantile(before: dict[float, float], after: dict[float, float], fraction: float) -> float | None:
     """Return a quantile of the observations between two scrapes of a cumulative histogram.
 
-    Interpolates linearly inside the bucket that holds the quantile, as Prometheus's
-    ``histogram_quantile`` does; None when no observation fell between the scrapes or the
-    quantile lies in the ``+Inf`` bucket.
+    It interpolates linearly inside the bucket that contains the quantile, as Prometheus's
+    ``histogram_quantile`` does. It returns None when no observation fell between the
+    scrapes or when the quantile lies in the ``+Inf`` bucket.
     """
     bounds = sorted(after)
     counts = [after[bound] - before.get(bound, 0.0) for bound in bounds]

@@ -34,7 +34,7 @@ def warm_up_examples() -> list[Example]:
 
 
 def warm_up(config: ModelConfig | None = None) -> float:
-    """Run every learner path once on a small throwaway model shaped like `config`; return the seconds taken.
+    """Run every learner path once on a small throwaway model shaped like `config`, and return the seconds taken.
 
     The model learns each kind of example one by one and in a batch, scores and harvests
     completions, and makes a round trip through its state bytes. Nothing of it is kept.

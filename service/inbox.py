@@ -3,7 +3,7 @@
 An agent's stream costs tens of microseconds per event: the conductor builds an `Event`
 and queues it, and the stream iterates it with sensors, context variables and per-event
 acks. The learn agent needs none of that, since it decodes raw bytes, learns a whole
-batch at once, and acks events only when a checkpoint holds them. `Inbox` takes the
+batch at once, and acks events only when a checkpoint contains them. `Inbox` takes the
 topic's messages straight from the consumer's fetch loop into one queue, and `batches`
 hands them out as lists.
 
@@ -36,11 +36,10 @@ logger = logging.getLogger(__name__)
 
 
 class Inbox:
-    """The buffered messages of one topic, taken in batches.
+    """The buffered messages of one topic, handed out in batches.
 
-    Register it with `InboxConductor` (through `install_inbox`) before the app starts; the
-    consumer then subscribes to the topic and delivers its messages here instead of to
-    an agent's stream.
+    `install_inbox` registers it with `InboxConductor` before the app starts. The consumer
+    then subscribes to the topic and delivers its messages here instead of to an agent's stream.
     """
 
     def __init__(self, app: faust.App, topic: faust.types.TopicT, maxsize: int) -> None:
@@ -84,8 +83,8 @@ class Inbox:
 
         return on_pressure_high, on_pressure_drop
 
-    def handler(self, tp: TP) -> ConsumerCallback:
-        """Return a consumer callback for `tp` that waits for the flow, then queues the message.
+    def handler(self) -> ConsumerCallback:
+        """Return a consumer callback that waits for the flow, then queues the message.
 
         `service.transport.Consumer` calls `deliver` directly for a whole fetch; this
         callback serves a consumer that delivers messages one by one.
@@ -101,15 +100,15 @@ class Inbox:
     async def batches(self, max_messages: int) -> AsyncIterator[list[Message]]:
         """Yield lists of up to `max_messages` current messages, each as soon as one is buffered.
 
-        A list holds every message buffered at that moment, up to `max_messages`; it never
-        waits for more. Each message handed out is tracked as pending until `ack`.
+        A list contains every message buffered at that moment, up to `max_messages`, and it
+        never waits for more. Each message handed out is tracked as pending until `ack`.
         """
         queue = self.queue
         while True:
-            taken = [await queue.get()]
-            while len(taken) < max_messages and not queue.empty():
-                taken.append(queue.get_nowait())
-            current = self._track_current(taken)
+            batch = [await queue.get()]
+            while len(batch) < max_messages and not queue.empty():
+                batch.append(queue.get_nowait())
+            current = self._track_current(batch)
             if current:
                 yield current
 
@@ -159,7 +158,7 @@ class InboxConductor(Conductor):
     def _build_handler(self, tp: TP, channels: MutableSet[Any]) -> ConsumerCallback:
         inbox = self.inboxes.get(tp.topic)
         if inbox is not None:
-            return inbox.handler(tp)
+            return inbox.handler()
         return super()._build_handler(tp, channels)
 
 
@@ -167,7 +166,7 @@ def install_inbox(app: faust.App, topic: faust.types.TopicT, maxsize: int | None
     """Create an `Inbox` for `topic` and register it with the app's `InboxConductor`.
 
     Call it before the app starts, so the first subscription includes the topic. The
-    buffer holds `maxsize` messages (default: Faust's ``stream_buffer_maxsize``).
+    buffer takes `maxsize` messages (default: Faust's ``stream_buffer_maxsize``).
     """
     conductor = app.topics
     if not isinstance(conductor, InboxConductor):
@@ -177,12 +176,9 @@ def install_inbox(app: faust.App, topic: faust.types.TopicT, maxsize: int | None
     return inbox
 
 
-def make_ack_batch(inbox: Inbox, messages: list[Message]) -> Any:
-    """Return an object whose ``ack()`` acknowledges `messages` through `inbox`."""
-    return _AckBatch(inbox, messages)
+class AckBatch:
+    """Messages of one batch, acknowledged together through their inbox by `ack`."""
 
-
-class _AckBatch:
     __slots__ = ("inbox", "messages")
 
     def __init__(self, inbox: Inbox, messages: list[Message]) -> None:

@@ -31,7 +31,7 @@ async def read_latest_checkpoints(settings: Settings, timeout_s: float = 30.0) -
     try:
         await consumer.start()
     except BaseException:
-        await consumer.stop()  # a consumer that failed to start still holds a client to close
+        await consumer.stop()  # a consumer that failed to start still has a client to close
         raise
     try:
         partitions = await asyncio.wait_for(topic_partitions(settings, settings.changelog_topic), timeout_s)

@@ -148,9 +148,10 @@ class Consumer(aiokafka_driver.Consumer):
 
         Faust 0.15.3 passes every message to the conductor inside
         ``wait_first(callback, suspend_flow.wait())``, which starts two tasks per message and
-        returns to the event loop after each one, so a reader of the buffer sees one message
+        returns to the event loop after each one, so a reader of the buffer gets one message
         at a time. Messages of an `Inbox` topic are queued with `Inbox.deliver`, which never
-        waits, so the whole fetch is buffered before the learn task runs. Messages of other
+        waits, so a fetch is buffered in runs of up to `DRAIN_YIELD_EVERY` messages before the
+        learn task runs. Messages of other
         topics take Faust's path. Read offsets, gaps and commits are kept as Faust keeps them.
         """
         consumer_stopped = self._stopped.is_set
@@ -167,7 +168,7 @@ class Consumer(aiokafka_driver.Consumer):
         except self.consumer_stopped_errors:
             if not self.transport.app.should_stop:
                 raise
-            logger.info("Broker stopped the consumer; shutting down")
+            logger.info("Broker stopped the consumer, so the worker shuts down")
         except asyncio.CancelledError:
             if not self.transport.app.should_stop:
                 raise

@@ -27,7 +27,7 @@ from service.checkpoint import CheckpointError, ModelState
 from service.codecs import decode_payload
 from service.errors import InvalidInput
 from service.events import parse_preference_event
-from service.inbox import Inbox, install_inbox, make_ack_batch
+from service.inbox import AckBatch, Inbox, install_inbox
 from service.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def register_learn_agent(runtime: Runtime) -> Inbox:
 
 
 async def consume(runtime: Runtime, inbox: Inbox, warn: RateLimitedLog, errors: RateLimitedLog) -> None:
-    """Learn the inbox's batches until the app stops; crash the worker on an error outside an event.
+    """Learn the inbox's batches until the app stops, and crash the worker on an error outside an event.
 
     Errors of single events are dead-lettered inside `_learn_batch`. Anything else stops
     the worker, which then restarts from its last checkpoint, rather than leaving a worker
@@ -71,8 +71,8 @@ async def consume(runtime: Runtime, inbox: Inbox, warn: RateLimitedLog, errors: 
 
 async def _learn_batch(runtime: Runtime, messages: list[Message], inbox: Inbox, warn: RateLimitedLog,
                        errors: RateLimitedLog) -> None:
-    # Model gauges (loss, accuracy, norm) are refreshed by each checkpoint round, not here:
-    # model.stats() computes the weight norm over every bucket, which costs milliseconds.
+    # Model gauges (loss, accuracy, norm) are refreshed by each checkpoint round, not here,
+    # because model.stats() reads every updated bucket for the weight norm, which takes milliseconds.
     sends: list[Awaitable[Any]] = []
     _record_progress(runtime, messages)
 
@@ -104,7 +104,7 @@ async def _learn_batch(runtime: Runtime, messages: list[Message], inbox: Inbox, 
         _learn_group(runtime, group, sends, errors)
     observe_delays(runtime, AGENT, messages)
 
-    runtime.store.defer_ack([make_ack_batch(inbox, messages)], sends, count=len(messages))
+    runtime.store.defer_ack([AckBatch(inbox, messages)], sends, count=len(messages))
     if runtime.store.checkpoint_due():
         await run_checkpoint(runtime)
 

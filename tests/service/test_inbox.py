@@ -36,12 +36,12 @@ def inbox_app() -> tuple[faust.App, Inbox]:
 
 
 async def take(inbox: Inbox, max_messages: int, batches: int) -> list[list[int]]:
-    taken = []
+    offsets = []
     iterator = inbox.batches(max_messages)
     for _ in range(batches):
         batch = await asyncio.wait_for(iterator.__anext__(), timeout=5)
-        taken.append([m.offset for m in batch])
-    return taken
+        offsets.append([m.offset for m in batch])
+    return offsets
 
 
 def test_conductor_routes_inbox_topic() -> None:
@@ -70,12 +70,12 @@ def test_batches_take_buffered_up_to_limit() -> None:
         delivered = [message(app, offset) for offset in range(7)]
         for item in delivered:
             inbox.deliver(item)
-        taken = await take(inbox, 3, 3)
-        return taken, len(app.consumer._unacked_messages)
+        offsets = await take(inbox, 3, 3)
+        return offsets, len(app.consumer._unacked_messages)
 
-    taken, unacked = asyncio.run(scenario())
+    offsets, unacked = asyncio.run(scenario())
 
-    assert taken == [[0, 1, 2], [3, 4, 5], [6]]
+    assert offsets == [[0, 1, 2], [3, 4, 5], [6]]
     assert unacked == 7
 
 
@@ -85,12 +85,12 @@ def test_older_generation_dropped_untracked() -> None:
         delivered = [message(app, 0, generation_id=app.consumer_generation_id - 1), message(app, 1)]
         for item in delivered:
             inbox.deliver(item)
-        taken = await take(inbox, 10, 1)
-        return taken, sorted(m.offset for m in app.consumer._unacked_messages)
+        offsets = await take(inbox, 10, 1)
+        return offsets, sorted(m.offset for m in app.consumer._unacked_messages)
 
-    taken, unacked = asyncio.run(scenario())
+    offsets, unacked = asyncio.run(scenario())
 
-    assert taken == [[1]]
+    assert offsets == [[1]]
     assert unacked == [1]
 
 
@@ -104,14 +104,14 @@ def test_suspended_flow_drops_taken_messages() -> None:
         pending = asyncio.ensure_future(iterator.__anext__())
         await asyncio.sleep(0.05)
         app.flow_control.resume()
-        # Resuming empties the queue, as it empties stream buffers; the next message is handed out.
+        # Resuming empties the queue, as it empties stream buffers. The next message is handed out.
         inbox.deliver(delivered[1])
         batch = await asyncio.wait_for(pending, timeout=5)
         return [[m.offset for m in batch]], len(app.consumer._unacked_messages)
 
-    taken, unacked = asyncio.run(scenario())
+    offsets, unacked = asyncio.run(scenario())
 
-    assert taken == [[1]]
+    assert offsets == [[1]]
     assert unacked == 1
 
 

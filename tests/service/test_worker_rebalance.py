@@ -11,6 +11,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from service.demo_stream import synthetic_preference_events
+from service.settings import Settings
 from tests.service.worker_harness import (
     Worker,
     free_port,
@@ -41,12 +42,18 @@ def _model_ids_per_partition(partitions: int) -> list[str]:
     return [chosen[p] for p in range(partitions)]
 
 
-def test_two_workers_split_and_keep_learning(kafka_bootstrap: str, tmp_path: Path) -> None:
+def _worker_env_and_streams(kafka_bootstrap: str, first_seed: int) -> tuple[
+        dict[str, str], Settings, list[str], dict[str, list[dict[str, Any]]]]:
+    """Return a fresh worker environment, its settings, one model id per partition and each model's events."""
     env = unique_env(kafka_bootstrap, DRLHF_PARTITIONS=str(PARTITIONS))
-    settings = settings_for(env)
     model_ids = _model_ids_per_partition(PARTITIONS)
-    streams = {m: list(synthetic_preference_events(EVENTS_PER_MODEL, seed=30 + i, model_id=m))
+    streams = {m: list(synthetic_preference_events(EVENTS_PER_MODEL, seed=first_seed + i, model_id=m))
                for i, m in enumerate(model_ids)}
+    return env, settings_for(env), model_ids, streams
+
+
+def test_two_workers_split_and_keep_learning(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env, settings, model_ids, streams = _worker_env_and_streams(kafka_bootstrap, first_seed=30)
     half = EVENTS_PER_MODEL // 2
 
     first = Worker(env, tmp_path / "first.log").start()
@@ -89,11 +96,7 @@ def test_two_workers_split_and_keep_learning(kafka_bootstrap: str, tmp_path: Pat
 def test_rebalance_while_events_flow(kafka_bootstrap: str, tmp_path: Path) -> None:
     # Events keep arriving while the second worker joins, so the group rebalances with
     # batches in flight, uncheckpointed events and fetches under way.
-    env = unique_env(kafka_bootstrap, DRLHF_PARTITIONS=str(PARTITIONS))
-    settings = settings_for(env)
-    model_ids = _model_ids_per_partition(PARTITIONS)
-    streams = {m: list(synthetic_preference_events(EVENTS_PER_MODEL, seed=50 + i, model_id=m))
-               for i, m in enumerate(model_ids)}
+    env, settings, model_ids, streams = _worker_env_and_streams(kafka_bootstrap, first_seed=50)
     targets: dict[str, tuple[int, int]] = {}
     producer = threading.Thread(target=_produce_in_chunks, args=(settings, streams, targets), daemon=True)
 

@@ -21,25 +21,13 @@ from tests.service.worker_harness import (
     settings_for,
     unique_env,
     wait_checkpointed,
+    wait_processed,
 )
 
 pytestmark = pytest.mark.kafka
 
 MODEL_ID = "crash"
 RECORD_VALIDATOR = schema_validator("fine_tune_record")
-
-
-def _wait_processed(worker: Worker, model_id: str, at_least: int, timeout_s: float = 90.0) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            processed = sample(worker.metrics(), "dynamic_rlhf_events_total", model_id=model_id)
-        except OSError:
-            processed = 0.0
-        if processed >= at_least:
-            return processed
-        time.sleep(0.05)
-    raise AssertionError(f"worker processed fewer than {at_least} events in {timeout_s} s:\n{worker.log_tail()}")
 
 
 def test_restart_recovers_model(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -97,7 +85,7 @@ def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path) 
             worker = Worker(env, tmp_path / f"worker{round_number}.log").start()
             workers.append(worker)
             worker.wait_ready()
-            _wait_processed(worker, MODEL_ID, kill_after)
+            wait_processed(worker, MODEL_ID, kill_after)
             worker.kill(signal.SIGKILL)
 
         last = Worker(env, tmp_path / "last.log").start()
@@ -126,7 +114,7 @@ def test_sigterm_checkpoints_and_exits_promptly(kafka_bootstrap: str, tmp_path: 
         first.wait_ready()
         positions = produce_json(settings.bootstrap_servers, settings.topic_preferences, "term",
                                  synthetic_preference_events(300, seed=31, model_id="term"))
-        _wait_processed(first, "term", 300)
+        wait_processed(first, "term", 300)
         assert first.process is not None
         stopping_at = time.monotonic()
         first.process.send_signal(signal.SIGTERM)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from service.demo_stream import synthetic_preference_events
-from tests.service.worker_harness import Worker, produce_json, sample, settings_for, unique_env
+from tests.service.worker_harness import Worker, produce_json, sample, settings_for, unique_env, wait_processed
 
 pytestmark = pytest.mark.kafka
 
@@ -53,9 +53,7 @@ def test_stalled_learn_agent_with_lag_is_not_live(kafka_bootstrap: str, tmp_path
         worker.wait_ready()
         produce_json(settings.bootstrap_servers, settings.topic_preferences, "healthy",
                      synthetic_preference_events(5, seed=1, model_id="healthy"))
-        deadline = time.monotonic() + 60
-        while sample(worker.metrics(), "dynamic_rlhf_events_total") < 5 and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_processed(worker, None, 5, timeout_s=60)
         assert sample(worker.metrics(), "dynamic_rlhf_events_total") == 5
         assert live_body(worker) == (200, {"status": "ok", "problems": []})
 
@@ -117,9 +115,7 @@ def test_learn_task_error_stops_worker(kafka_bootstrap: str, tmp_path: Path) -> 
     worker = Worker(env, tmp_path / "worker.log").start()
     try:
         worker.wait_ready()
-        deadline = time.monotonic() + 60
-        while sample(worker.metrics(), "dynamic_rlhf_events_total") < 3 and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_processed(worker, None, 3, timeout_s=60)
         samples = worker.metrics()
     finally:
         worker.stop()

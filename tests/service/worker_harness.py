@@ -230,6 +230,21 @@ def offline_replay(settings: Settings) -> dict[str, DynamicRLHFModel]:
     return models
 
 
+def wait_processed(worker: Worker, model_id: str | None, at_least: int, timeout_s: float = 90.0) -> float:
+    """Wait until the worker counts `at_least` events (of `model_id`, or of every model when None); return the count."""
+    labels = {} if model_id is None else {"model_id": model_id}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            processed = sample(worker.metrics(), "dynamic_rlhf_events_total", **labels)
+        except OSError:
+            processed = 0.0
+        if processed >= at_least:
+            return processed
+        time.sleep(0.05)
+    raise AssertionError(f"worker processed fewer than {at_least} events in {timeout_s} s:\n{worker.log_tail()}")
+
+
 def sample(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
     """Sum the samples of `name` whose labels include `labels`."""
     return sum(value for (sample_name, sample_labels), value in samples.items()
