@@ -61,7 +61,7 @@ def _progressive_accuracy_text(samples: dict[tuple[str, tuple[tuple[str, str], .
     name = "dynamic_rlhf_progressive_accuracy"
     if not any(key[0] == name and ("model_id", model_id) in key[1] for key in samples):
         return "n/a (no checkpoint yet)"
-    return f"{sample_sum(samples, name, model_id=model_id):.3f}"
+    return f"{sample_sum(samples, name, model_id=model_id):.3f} (at the last checkpoint)"
 
 
 def wait_ready(base_url: str, timeout_s: float) -> None:
@@ -127,8 +127,7 @@ def wait_for_count(metrics_url: str, name: str, model_id: str, expected: float, 
         samples = scrape(metrics_url)
         done = sample_sum(samples, name, model_id=model_id)
         accuracy = _progressive_accuracy_text(samples, model_id)
-        print(f"  {label}: {int(done)}/{int(expected)}, progressive accuracy {accuracy} (at the last checkpoint)",
-              flush=True)
+        print(f"  {label}: {int(done)}/{int(expected)}, progressive accuracy {accuracy}", flush=True)
         if done >= expected:
             return samples
         time.sleep(2.0)
