@@ -13,8 +13,8 @@ The steps for a batch:
 1. :func:`hash_tokens` cuts every text into tokens and computes each token's hash with
    Horner's rule, which equals the prefix-sum form of the numpy pipeline modulo
    :math:`2^{64}`.
-2. :func:`overlap_flags` finds the completion tokens whose prompt key is among the keys
-   of all prompt tokens, as ``np.isin`` does in the numpy pipeline.
+2. :func:`overlap_flags` finds the completion tokens whose hash is among the token hashes
+   of their own prompt, as ``np.isin`` on (prompt, hash) pairs does in the numpy pipeline.
 3. :func:`emit_entries` writes one int64 sort key per unigram, bigram, overlap and
    dense entry of every completion, ordered by example, bucket, completion and entry
    kind.
@@ -42,6 +42,8 @@ _SALT_UNIGRAM = np.uint64(0x5555_0001)
 _SALT_BIGRAM = np.uint64(0x5555_0002)
 _SALT_OVERLAP = np.uint64(0x5555_0003)
 _SHIFT = np.uint64(33)
+# A prompt's token set has at least this many slots per token.
+_SET_LOAD = 8
 _ONE = np.uint64(1)
 _N_DENSE = 3
 # A byte code holds the byte's class above this shift and its hashed value below it.
@@ -49,7 +51,6 @@ BYTE_CLASS_SHIFT = 9
 _BYTE_VALUE_MASK = (1 << BYTE_CLASS_SHIFT) - 1
 # Code points below this have a lower-case table entry; none from U+20000 up has a mapping.
 LOWER_TABLE_SIZE = 0x20000
-_KEYS_PER_PART = 512
 # Entry kinds in a sort key: 0 is +1, 1 is -1, then one kind per dense feature.
 _DENSE_KIND = 2
 KIND_BITS = 3
@@ -116,9 +117,10 @@ def hash_tokens(data, starts, ends, byte_codes, max_tokens, hashes, token_offset
 
 @njit(cache=True)
 def lower_in_place(data, starts, ends, texts, table, failed):  # type: ignore[no-untyped-def]
-    """Lower-case the UTF-8 of each text ``texts[i]``, ``data[starts[t]:ends[t]]``, in place.
+    """Lower-case the non-ASCII code points of each text ``texts[i]``, ``data[starts[t]:ends[t]]``, in place.
 
-    Each code point ``c`` becomes ``table[c]`` (itself from ``len(table)`` up). A text
+    Each code point ``c`` from U+0080 up becomes ``table[c]`` (itself from ``len(table)`` up).
+    ASCII bytes are left as they are: :func:`hash_tokens` lower-cases them. A text
     with a code point whose entry is negative, or whose lower case has another UTF-8
     length, gets ``failed[i]`` set and may be left partly lower-cased.
     """
@@ -129,8 +131,6 @@ def lower_in_place(data, starts, ends, texts, table, failed):  # type: ignore[no
             # Continuation bytes carry 6 bits each; int64 keeps the shifts exact when run uncompiled.
             byte = np.int64(data[j])
             if byte < 0x80:
-                if 0x41 <= byte <= 0x5A:
-                    data[j] = byte + 0x20
                 j += 1
                 continue
             if byte < 0xE0:
@@ -187,109 +187,62 @@ def _write_utf8(data, position, code):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _prompt_key(h, prompt):  # type: ignore[no-untyped-def]
-    return _fmix(h ^ (np.uint64(prompt + 1) * _P))
-
-
-@njit(cache=True)
 def overlap_flags(hashes, token_offsets, per_example, prompt_of_example):  # type: ignore[no-untyped-def]
-    """Return, per completion token, whether its prompt key is among the keys of all prompt tokens.
+    """Return, per completion token, whether its hash is among the token hashes of its example's prompt.
 
-    This is the ``np.isin`` of the numpy pipeline. The keys of all prompts form one set,
-    so the set is split by the keys' top bits into parts of about 512 keys on average, each of
-    which fits in the CPU cache while its queries are looked up.
+    The token hashes of the completions come first in *hashes*, in text order, then those
+    of every distinct prompt. Each prompt's hashes go into one small open-addressing set,
+    which answers the completions of all examples that share the prompt. A slot is taken
+    when its stamp is the prompt's number plus one, so the set is never cleared.
     """
-    n_texts = 0
-    for e in range(len(per_example)):
-        n_texts += per_example[e]
-    n_queries = token_offsets[n_texts]
-    n_keys = token_offsets[len(token_offsets) - 1] - n_queries
+    n_examples = len(per_example)
+    text_starts = np.empty(n_examples + 1, dtype=np.int64)
+    text_starts[0] = 0
+    for e in range(n_examples):
+        text_starts[e + 1] = text_starts[e] + per_example[e]
+    n_texts = text_starts[n_examples]
+    n_prompts = len(token_offsets) - 1 - n_texts
+    found = np.zeros(token_offsets[n_texts], dtype=np.bool_)
 
-    # Query keys in completion-token order, then the prompt tokens' keys.
-    queries = np.empty(n_queries, dtype=np.uint64)
-    text = 0
-    for e in range(len(per_example)):
-        for _ in range(per_example[e]):
-            for j in range(token_offsets[text], token_offsets[text + 1]):
-                queries[j] = _prompt_key(hashes[j], prompt_of_example[e])
-            text += 1
-    keys = np.empty(n_keys, dtype=np.uint64)
-    for t in range(n_texts, len(token_offsets) - 1):
-        for j in range(token_offsets[t], token_offsets[t + 1]):
-            keys[j - n_queries] = _prompt_key(hashes[j], t - n_texts)
+    # Examples of each prompt, as linked lists in stream order.
+    first = np.full(n_prompts, -1, dtype=np.int64)
+    following = np.full(n_examples, -1, dtype=np.int64)
+    for e in range(n_examples - 1, -1, -1):
+        following[e] = first[prompt_of_example[e]]
+        first[prompt_of_example[e]] = e
 
-    # Group keys and queries by part, keeping each query's token index.
-    bits = 0
-    while (n_keys >> bits) > _KEYS_PER_PART:
-        bits += 1
-    parts = 1 << bits
-    shift = np.uint64(64 - bits) if bits else np.uint64(0)
-    key_starts = _part_starts(keys, bits, shift, parts)
-    query_starts = _part_starts(queries, bits, shift, parts)
-    grouped_keys = np.empty(n_keys, dtype=np.uint64)
-    fill = key_starts[:parts].copy()
-    for i in range(n_keys):
-        part = _part(keys[i], bits, shift)
-        grouped_keys[fill[part]] = keys[i]
-        fill[part] += 1
-    grouped_queries = np.empty(n_queries, dtype=np.uint64)
-    query_tokens = np.empty(n_queries, dtype=np.int64)
-    fill = query_starts[:parts].copy()
-    for j in range(n_queries):
-        part = _part(queries[j], bits, shift)
-        grouped_queries[fill[part]] = queries[j]
-        query_tokens[fill[part]] = j
-        fill[part] += 1
-
-    # One small open-addressing set per part; a slot holding 0 is free, so key 0 is a flag.
     largest = 1
-    for part in range(parts):
-        largest = max(largest, key_starts[part + 1] - key_starts[part])
-    size = 16
-    while size < 2 * largest:
-        size *= 2
-    table = np.zeros(size, dtype=np.uint64)
-    found = np.zeros(n_queries, dtype=np.bool_)
-    for part in range(parts):
-        table[:] = 0
-        has_zero = False
+    for p in range(n_prompts):
+        largest = max(largest, token_offsets[n_texts + p + 1] - token_offsets[n_texts + p])
+    # Slot i holds a stamp in slots[i, 0] and a hash in slots[i, 1], in one cache line.
+    # A set's size is the power of two from _SET_LOAD times its tokens up, and at least 16.
+    slots = np.zeros((2 * _SET_LOAD * largest + 16, 2), dtype=np.uint64)
+
+    for p in range(n_prompts):
+        size = 16
+        while size < _SET_LOAD * (token_offsets[n_texts + p + 1] - token_offsets[n_texts + p]):
+            size *= 2
         mask = np.uint64(size - 1)
-        for i in range(key_starts[part], key_starts[part + 1]):
-            key = grouped_keys[i]
-            if key == 0:
-                has_zero = True
-                continue
+        stamp = np.uint64(p + 1)
+        for j in range(token_offsets[n_texts + p], token_offsets[n_texts + p + 1]):
+            key = hashes[j]
             slot = np.int64(key & mask)
-            while table[slot] != 0 and table[slot] != key:
+            while (slots[slot, 0] == stamp) & (slots[slot, 1] != key):
                 slot = (slot + 1) & (size - 1)
-            table[slot] = key
-        for i in range(query_starts[part], query_starts[part + 1]):
-            key = grouped_queries[i]
-            if key == 0:
-                found[query_tokens[i]] = has_zero
-                continue
-            slot = np.int64(key & mask)
-            while table[slot] != 0:
-                if table[slot] == key:
-                    found[query_tokens[i]] = True
-                    break
-                slot = (slot + 1) & (size - 1)
+            slots[slot, 0] = stamp
+            slots[slot, 1] = key
+
+        # Both outcomes leave the probe loop at once in a sparse set, so its branch is predictable.
+        e = first[p]
+        while e >= 0:
+            for j in range(token_offsets[text_starts[e]], token_offsets[text_starts[e + 1]]):
+                key = hashes[j]
+                slot = np.int64(key & mask)
+                while (slots[slot, 0] == stamp) & (slots[slot, 1] != key):
+                    slot = (slot + 1) & (size - 1)
+                found[j] = slots[slot, 0] == stamp
+            e = following[e]
     return found
-
-
-@njit(cache=True)
-def _part(key, bits, shift):  # type: ignore[no-untyped-def]
-    return np.int64(key >> shift) if bits else 0
-
-
-@njit(cache=True)
-def _part_starts(values, bits, shift, parts):  # type: ignore[no-untyped-def]
-    starts = np.zeros(parts + 1, dtype=np.int64)
-    for i in range(len(values)):
-        starts[_part(values[i], bits, shift) + 1] += 1
-    for part in range(parts):
-        starts[part + 1] += starts[part]
-    return starts
 
 
 @njit(cache=True)

@@ -344,12 +344,10 @@ class HashingFeaturiser:
 
     def _overlap(self, tokens: _Tokens, hashes: NDArray[np.uint64], owner: NDArray[np.int64], n_texts: int,
                  prompt_of_text: NDArray[np.int64]) -> tuple[NDArray[np.int64], tuple]:
-        # A completion token overlaps when (its prompt, its hash) is among the prompt tokens.
+        # A completion token overlaps when its hash is among the token hashes of its own prompt.
         prompt_tokens = tokens.text >= n_texts
-        prompt_keys = _fmix_array(tokens.hashes[prompt_tokens]
-                                  ^ ((tokens.text[prompt_tokens] - n_texts + 1).astype(np.uint64) * np.uint64(_P)))
-        keys = _fmix_array(hashes ^ ((prompt_of_text[owner] + 1).astype(np.uint64) * np.uint64(_P)))
-        found = np.isin(keys, prompt_keys)
+        found = np.isin(_prompt_hash_pairs(prompt_of_text[owner], hashes),
+                        _prompt_hash_pairs(tokens.text[prompt_tokens] - n_texts, tokens.hashes[prompt_tokens]))
         buckets, signs = _codes_to_buckets(_fmix_array(hashes[found] + np.uint64(_SALT_OVERLAP)), self.dim)
         return owner[found], (owner[found], buckets, signs)
 
@@ -387,6 +385,14 @@ class HashingFeaturiser:
         return bucket, (name, sign)
 
 
+def _prompt_hash_pairs(prompts: NDArray[np.int64], hashes: NDArray[np.uint64]) -> NDArray[np.void]:
+    """Return each (prompt, token hash) as one 16-byte value, so that ``np.isin`` compares both exactly."""
+    pairs = np.empty((len(hashes), 2), dtype=np.uint64)
+    pairs[:, 0] = prompts
+    pairs[:, 1] = hashes
+    return pairs.view(np.dtype((np.void, 16))).ravel()
+
+
 def _sort_by_runs(keys: NDArray[np.int64], key_offsets: NDArray[np.int64]) -> None:
     """Sort *keys* in place, :data:`SORT_RUN` examples at a time.
 
@@ -401,10 +407,10 @@ def _sort_by_runs(keys: NDArray[np.int64], key_offsets: NDArray[np.int64]) -> No
 
 
 def _lowered_bytes(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64]]:
-    """Return a buffer and each text's ``[start, end)`` in it, holding the bytes of ``encode_text(text)``.
+    """Return a buffer and each text's ``[start, end)`` in it, holding the bytes of ``encode_text(text)`` up to ASCII case.
 
-    ASCII texts stay as encoded and are lower-cased while they are hashed. Other texts
-    are lower-cased in place by :func:`feature_kernels.lower_in_place`. The few it
+    ASCII letters are lower-cased later, while the tokens are hashed. The other code
+    points of non-ASCII texts are lower-cased in place by :func:`feature_kernels.lower_in_place`. The few it
     cannot handle alone are lower-cased by ``str.lower`` into the buffer's tail. Those
     hold a capital sigma (its lower case depends on its neighbours), a dotted capital I
     (it becomes two characters) or a letter whose lower case has another UTF-8 length.
