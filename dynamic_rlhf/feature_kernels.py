@@ -19,8 +19,8 @@ The steps for a batch:
    dense entry of every completion, ordered by example, bucket, completion and entry
    kind.
 4. The caller sorts the keys with numpy, a run of examples at a time, and :func:`build_blocks` sums each
-   (example, bucket, completion) run of keys into one float32 cell of the example's
-   ``(buckets, completions)`` block.
+   (example, bucket, completion) run of keys into one cell of the example's
+   ``(buckets, completions)`` block, in float64, then rounds the block to float32.
 
 Sums follow the numpy pipeline's order: the ±1 entries are integers, exact in float64
 in any order, and the dense values are added last, in :data:`DENSE_FEATURES` order, as
@@ -308,61 +308,52 @@ def emit_entries(hashes, token_offsets, per_example, prompt_of_example, dim, big
 
 
 @njit(cache=True)
-def build_blocks(keys, dim, column_bits, per_example, completion_offsets, dense_values):  # type: ignore[no-untyped-def]
+def build_blocks(keys, key_offsets, dim, column_bits, per_example, completion_offsets, dense_values):  # type: ignore[no-untyped-def]
     """Return (coordinates, coordinate_offsets, block, block_offsets) from sorted entry keys.
 
-    Entries of one (example, bucket) are one row of the example's block. Within a
-    completion's cell they arrive ±1 entries first, then the dense values in the order
-    of ``DENSE_FEATURES``, which is the order in which ``np.bincount`` sums them in the
-    numpy pipeline. ``dense_values[t, f]`` is dense feature ``f`` of completion ``t``.
+    Example ``e``'s keys are ``keys[key_offsets[e]:key_offsets[e + 1]]``. Entries of one
+    bucket are one row of the example's block. Within a completion's cell they arrive ±1
+    entries first, then the dense values in the order of ``DENSE_FEATURES``, which is
+    the order in which ``np.bincount`` sums them in the numpy pipeline.
+    ``dense_values[t, f]`` is dense feature ``f`` of completion ``t``.
     """
     n_examples = len(per_example)
-    rows_per_example = np.zeros(n_examples, dtype=np.int64)
-    previous = -1
-    # Keys ascend by example, so the example of a row only moves forward: no division needed.
-    e = 0
-    for r in range(len(keys)):
-        row = keys[r] >> (column_bits + KIND_BITS)
-        if row != previous:
-            while row >= (e + 1) * dim:
-                e += 1
-            rows_per_example[e] += 1
-            previous = row
+    row_shift = column_bits + KIND_BITS
     coordinate_offsets = np.zeros(n_examples + 1, dtype=np.int64)
     block_offsets = np.zeros(n_examples + 1, dtype=np.int64)
+    largest = 0
     for e in range(n_examples):
-        coordinate_offsets[e + 1] = coordinate_offsets[e] + rows_per_example[e]
-        block_offsets[e + 1] = block_offsets[e] + rows_per_example[e] * per_example[e]
+        rows = 0
+        previous = -1
+        for r in range(key_offsets[e], key_offsets[e + 1]):
+            row = keys[r] >> row_shift
+            rows += row != previous
+            previous = row
+        coordinate_offsets[e + 1] = coordinate_offsets[e] + rows
+        block_offsets[e + 1] = block_offsets[e] + rows * per_example[e]
+        largest = max(largest, rows * per_example[e])
     coordinates = np.empty(coordinate_offsets[n_examples], dtype=np.int64)
-    block = np.zeros(block_offsets[n_examples], dtype=np.float32)
+    block = np.empty(block_offsets[n_examples], dtype=np.float32)
+    sums = np.empty(largest, dtype=np.float64)
 
-    # One pass over the sorted keys; a cell's sum is written when its last entry has been added.
-    row_shift = column_bits + KIND_BITS
+    # Every key adds its value to its cell in a float64 scratch block, which stays in the cache.
     column_mask = (1 << column_bits) - 1
-    n_rows = -1
-    previous = -1
-    e = 0
-    cell = 0
-    total = 0.0
-    for r in range(len(keys)):
-        key = keys[r]
-        row = key >> row_shift
-        if key >> KIND_BITS != previous:
-            if previous >= 0:
-                block[cell] = np.float32(total)
-            previous = key >> KIND_BITS
-            total = 0.0
-            if n_rows < 0 or row != coordinates[n_rows] + e * dim:
-                n_rows += 1
-                while row >= (e + 1) * dim:
-                    e += 1
-                coordinates[n_rows] = row - e * dim
-            cell = block_offsets[e] + (n_rows - coordinate_offsets[e]) * per_example[e] + (previous & column_mask)
-        kind = key & (_KINDS - 1)
-        if kind < _DENSE_KIND:
-            total += 1.0 - 2.0 * kind
-        else:
-            total += dense_values[completion_offsets[e] + (previous & column_mask), kind - _DENSE_KIND]
-    if previous >= 0:
-        block[cell] = np.float32(total)
+    for e in range(n_examples):
+        columns = per_example[e]
+        cells = block_offsets[e + 1] - block_offsets[e]
+        sums[:cells] = 0.0
+        row = coordinate_offsets[e] - 1
+        previous = -1
+        for r in range(key_offsets[e], key_offsets[e + 1]):
+            key = keys[r]
+            bucket = (key >> row_shift) - e * dim
+            row += bucket != previous
+            previous = bucket
+            coordinates[row] = bucket
+            column = (key >> KIND_BITS) & column_mask
+            kind = key & (_KINDS - 1)
+            dense = dense_values[completion_offsets[e] + column, max(kind - _DENSE_KIND, 0)]
+            sums[(row - coordinate_offsets[e]) * columns + column] += 1.0 - 2.0 * kind if kind < _DENSE_KIND else dense
+        for i in range(cells):
+            block[block_offsets[e] + i] = np.float32(sums[i])
     return coordinates, coordinate_offsets, block, block_offsets

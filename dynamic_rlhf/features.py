@@ -328,7 +328,7 @@ class HashingFeaturiser:
         completion_offsets = np.zeros(n_examples + 1, dtype=np.int64)
         np.cumsum(per_example, out=completion_offsets[1:])
         coordinates, coordinate_offsets, block, block_offsets = feature_kernels.build_blocks(
-            keys, self.dim, column_bits, per_example, completion_offsets, dense_values)
+            keys, key_offsets, self.dim, column_bits, per_example, completion_offsets, dense_values)
         return ExampleFeatures(coordinates, coordinate_offsets, block, block_offsets, completion_offsets, counts)
 
     def _unigrams(self, hashes: NDArray[np.uint64], owner: NDArray[np.int64]) -> tuple:
