@@ -85,33 +85,36 @@ def hash_tokens(data, starts, ends, byte_codes, max_tokens, hashes, token_offset
     ``byte_codes[byte] >> BYTE_CLASS_SHIFT`` is the byte's class: 0 (separator), 1 (word
     byte) or 2 (punctuation token). The low bits are the value the byte adds to the hash,
     its ASCII lower case plus one.
+
+    The loop has no branch that depends on the text, since a mispredicted branch at
+    every word's end would cost more than the byte's arithmetic. Each byte rewrites the
+    open token's slot ``hashes[n]``, and ``n`` moves on when the token closes.
     """
     n = 0
     token_offsets[0] = 0
     for t in range(len(starts)):
-        i = starts[t]
-        end = ends[t]
-        kept = 0
-        while i < end and kept < max_tokens:
+        first = n
+        h = np.uint64(0)
+        length = np.uint64(0)
+        previous_class = 0
+        for i in range(starts[t], ends[t]):
             code = byte_codes[data[i]]
-            kind = code >> BYTE_CLASS_SHIFT
-            if kind == 0:
-                i += 1
-                continue
-            start = i
-            h = np.uint64(code & _BYTE_VALUE_MASK)
-            i += 1
-            if kind == 1:
-                while i < end:
-                    code = byte_codes[data[i]]
-                    if code >> BYTE_CLASS_SHIFT != 1:
-                        break
-                    h = h * _P + np.uint64(code & _BYTE_VALUE_MASK)
-                    i += 1
-            hashes[n] = _fmix(h ^ (np.uint64(i - start) * _LENGTH_MULT))
-            n += 1
-            kept += 1
+            byte_class = code >> BYTE_CLASS_SHIFT
+            value = np.uint64(code & _BYTE_VALUE_MASK)
+            extend = (byte_class == 1) & (previous_class == 1)
+            # The token open before this byte closes unless this byte extends it.
+            n += (previous_class != 0) & (not extend)
+            if n - first == max_tokens:
+                break
+            h = h * _P + value if extend else value
+            length = length + _ONE if extend else _ONE
+            hashes[n] = h ^ (length * _LENGTH_MULT)
+            previous_class = byte_class
+        else:
+            n += previous_class != 0
         token_offsets[t + 1] = n
+    for j in range(n):
+        hashes[j] = _fmix(hashes[j])
     return n
 
 
