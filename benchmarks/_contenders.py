@@ -8,6 +8,7 @@ learner. The caller times the whole call, so featurisation and update are both m
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -103,13 +104,17 @@ def time_contenders(runners: dict[str, Runner], repeats: int) -> list[ContenderT
     """Time every runner ``repeats`` times, interleaved so load spikes hit all of them.
 
     The order of the runners rotates between repetitions, so no learner always runs
-    first (with a cold cache) or last.
+    first (with a cold cache) or last. A full garbage collection runs before each timed
+    call, untimed. Otherwise a full collection, which scans every object of the process
+    (the benchmark's own streams included), would fall inside whichever run happened to
+    reach the collector's threshold, and add 30 to 70 ms to it on the benchmark machine.
     """
     timings = {name: ContenderTiming(name) for name in runners}
     names = list(runners)
     for repeat in range(repeats):
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
+            gc.collect()
             started = time.perf_counter()
             result = runners[name]()
             elapsed = time.perf_counter() - started
