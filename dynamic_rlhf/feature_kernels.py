@@ -77,18 +77,25 @@ def _fmix(h):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def hash_tokens(data, starts, ends, byte_codes, max_tokens, hashes, token_offsets):  # type: ignore[no-untyped-def]
+def hash_tokens(data, starts, ends, byte_codes, lower_table, lowered, max_tokens, hashes, token_offsets,
+                failed):  # type: ignore[no-untyped-def]
     """Write the hashes of the first *max_tokens* tokens of every text; return the token count.
 
-    Text ``t`` is ``data[starts[t]:ends[t]]``. Its token hashes go to
+    Text ``t`` is the UTF-8 ``data[starts[t]:ends[t]]``. Its token hashes go to
     ``hashes[token_offsets[t]:token_offsets[t + 1]]``, so *hashes* needs one slot per byte.
     ``byte_codes[byte] >> BYTE_CLASS_SHIFT`` is the byte's class: 0 (separator), 1 (word
     byte) or 2 (punctuation token). The low bits are the value the byte adds to the hash,
     its ASCII lower case plus one.
 
-    The loop has no branch that depends on the text, since a mispredicted branch at
-    every word's end would cost more than the byte's arithmetic. Each byte rewrites the
-    open token's slot ``hashes[n]``, and ``n`` moves on when the token closes.
+    Unless ``lowered[t]`` says that text ``t`` is lower case already, each non-ASCII
+    code point is lower-cased in place by :func:`_lower_code_point` before its bytes are
+    hashed. A text with a code point that this cannot lower-case gets ``failed[t]`` set,
+    and its hashes are not valid.
+
+    The loop has no branch that depends on the text, except at non-ASCII lead bytes,
+    since a mispredicted branch at every word's end would cost more than the byte's
+    arithmetic. Each byte rewrites the open token's slot ``hashes[n]``, and ``n`` moves
+    on when the token closes.
     """
     n = 0
     token_offsets[0] = 0
@@ -97,7 +104,10 @@ def hash_tokens(data, starts, ends, byte_codes, max_tokens, hashes, token_offset
         h = np.uint64(0)
         length = np.uint64(0)
         previous_class = 0
-        for i in range(starts[t], ends[t]):
+        end = ends[t]
+        for i in range(starts[t], end):
+            if data[i] >= 0xC0 and not lowered[t]:
+                failed[t] |= not _lower_code_point(data, i, lower_table)
             code = byte_codes[data[i]]
             byte_class = code >> BYTE_CLASS_SHIFT
             value = np.uint64(code & _BYTE_VALUE_MASK)
@@ -119,38 +129,29 @@ def hash_tokens(data, starts, ends, byte_codes, max_tokens, hashes, token_offset
 
 
 @njit(cache=True)
-def lower_in_place(data, starts, ends, texts, table, failed):  # type: ignore[no-untyped-def]
-    """Lower-case the non-ASCII code points of each text ``texts[i]``, ``data[starts[t]:ends[t]]``, in place.
+def _lower_code_point(data, position, table):  # type: ignore[no-untyped-def]
+    """Lower-case the code point whose UTF-8 starts at *position* in place; return False when it cannot.
 
-    Each code point ``c`` from U+0080 up becomes ``table[c]`` (itself from ``len(table)`` up).
-    ASCII bytes are left as they are: :func:`hash_tokens` lower-cases them. A text
-    with a code point whose entry is negative, or whose lower case has another UTF-8
-    length, gets ``failed[i]`` set and may be left partly lower-cased.
+    The code point ``c`` becomes ``table[c]`` (itself from ``len(table)`` up). It cannot
+    when its entry is negative or its lower case has another UTF-8 length.
     """
-    for i in range(len(texts)):
-        t = texts[i]
-        j = starts[t]
-        while j < ends[t]:
-            # Continuation bytes carry 6 bits each; int64 keeps the shifts exact when run uncompiled.
-            byte = np.int64(data[j])
-            if byte < 0x80:
-                j += 1
-                continue
-            if byte < 0xE0:
-                code, width = ((byte & 0x1F) << 6) | _low_bits(data, j + 1), 2
-            elif byte < 0xF0:
-                code, width = ((byte & 0x0F) << 12) | (_low_bits(data, j + 1) << 6) | _low_bits(data, j + 2), 3
-            else:
-                code = ((byte & 0x07) << 18) | (_low_bits(data, j + 1) << 12) | (_low_bits(data, j + 2) << 6)
-                code, width = code | _low_bits(data, j + 3), 4
-            if code < len(table):
-                lowered = np.int64(table[code])
-                if lowered < 0 or _utf8_width(lowered) != width:
-                    failed[i] = True
-                    break
-                if lowered != code:
-                    _write_utf8(data, j, lowered)
-            j += width
+    # Continuation bytes carry 6 bits each; int64 keeps the shifts exact when run uncompiled.
+    byte = np.int64(data[position])
+    if byte < 0xE0:
+        code, width = ((byte & 0x1F) << 6) | _low_bits(data, position + 1), 2
+    elif byte < 0xF0:
+        code, width = ((byte & 0x0F) << 12) | (_low_bits(data, position + 1) << 6) | _low_bits(data, position + 2), 3
+    else:
+        code = ((byte & 0x07) << 18) | (_low_bits(data, position + 1) << 12) | (_low_bits(data, position + 2) << 6)
+        code, width = code | _low_bits(data, position + 3), 4
+    if code >= len(table):
+        return True
+    lowered = np.int64(table[code])
+    if lowered < 0 or _utf8_width(lowered) != width:
+        return False
+    if lowered != code:
+        _write_utf8(data, position, lowered)
+    return True
 
 
 @njit(cache=True)

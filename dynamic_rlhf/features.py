@@ -308,10 +308,7 @@ class HashingFeaturiser:
         if not feature_kernels.sort_keys_fit(n_examples, self.dim, columns):
             return None
         column_bits = feature_kernels.column_bits(columns)
-        data, starts, ends = _lowered_bytes(all_texts)
-        hashes = np.empty(len(data), dtype=np.uint64)
-        token_offsets = np.empty(len(all_texts) + 1, dtype=np.int64)
-        feature_kernels.hash_tokens(data, starts, ends, _BYTE_CODES, self.max_tokens, hashes, token_offsets)
+        hashes, token_offsets = self._hash_tokens(all_texts)
 
         # One sort key per entry: unigram, bigram and overlap entries per token, three dense ones per text.
         keys = np.empty(3 * int(token_offsets[n_texts]) + len(DENSE_FEATURES) * n_texts, dtype=np.int64)
@@ -330,6 +327,24 @@ class HashingFeaturiser:
         coordinates, coordinate_offsets, block, block_offsets = feature_kernels.build_blocks(
             keys, key_offsets, self.dim, column_bits, per_example, completion_offsets, dense_values)
         return ExampleFeatures(coordinates, coordinate_offsets, block, block_offsets, completion_offsets, counts)
+
+    def _hash_tokens(self, texts: list[str]) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+        """Return the token hashes of *texts* and each text's ``[start, end)`` in them.
+
+        The compiled tokeniser lower-cases non-ASCII code points as it goes. The few
+        texts it cannot lower-case alone are lower-cased by ``str.lower`` and hashed
+        again with the others. Those hold a capital sigma (its lower case depends on its
+        neighbours), a dotted capital I (it becomes two characters) or a letter whose
+        lower case has another UTF-8 length.
+        """
+        encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+        lowered = np.zeros(len(texts), dtype=np.bool_)
+        hashes, token_offsets, failed = _hash_encoded(encoded, lowered, self.max_tokens)
+        if failed.any():
+            for t in np.flatnonzero(failed).tolist():
+                encoded[t] = encode_text(texts[t])
+            hashes, token_offsets, _ = _hash_encoded(encoded, failed, self.max_tokens)
+        return hashes, token_offsets
 
     def _unigrams(self, hashes: NDArray[np.uint64], owner: NDArray[np.int64]) -> tuple:
         buckets, signs = _codes_to_buckets(_fmix_array(hashes + np.uint64(_SALT_UNIGRAM)), self.dim)
@@ -406,36 +421,23 @@ def _sort_by_runs(keys: NDArray[np.int64], key_offsets: NDArray[np.int64]) -> No
         keys[start:end].sort()
 
 
-def _lowered_bytes(texts: list[str]) -> tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64]]:
-    """Return a buffer and each text's ``[start, end)`` in it, holding the bytes of ``encode_text(text)`` up to ASCII case.
+def _hash_encoded(encoded: list[bytes], lowered: NDArray[np.bool_],
+                  max_tokens: int) -> tuple[NDArray[np.uint64], NDArray[np.int64], NDArray[np.bool_]]:
+    """Run :func:`feature_kernels.hash_tokens` on UTF-8 texts; return hashes, token offsets and failed texts.
 
-    ASCII letters are lower-cased later, while the tokens are hashed. The other code
-    points of non-ASCII texts are lower-cased in place by :func:`feature_kernels.lower_in_place`. The few it
-    cannot handle alone are lower-cased by ``str.lower`` into the buffer's tail. Those
-    hold a capital sigma (its lower case depends on its neighbours), a dotted capital I
-    (it becomes two characters) or a letter whose lower case has another UTF-8 length.
+    ``lowered[t]`` marks text ``t`` as lower case already. The buffer is a fresh copy,
+    which the tokeniser lower-cases in place.
     """
-    encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
     starts = np.zeros(len(encoded), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
-    ends = starts + lengths
-    joined = b"".join(encoded)
-    unicode_texts = np.flatnonzero(np.fromiter(map(str.isascii, texts), dtype=np.bool_, count=len(texts)) == 0)
-    if not len(unicode_texts):
-        return np.frombuffer(joined, dtype=np.uint8), starts, ends
-
-    data = np.frombuffer(bytearray(joined), dtype=np.uint8)
-    failed = np.zeros(len(unicode_texts), dtype=np.bool_)
-    feature_kernels.lower_in_place(data, starts, ends, unicode_texts, _lower_table(), failed)
-    if not failed.any():
-        return data, starts, ends
-    fallback = [encode_text(texts[t]) for t in unicode_texts[failed].tolist()]
-    tail = np.frombuffer(b"".join(fallback), dtype=np.uint8)
-    fallback_lengths = np.fromiter(map(len, fallback), dtype=np.int64, count=len(fallback))
-    starts[unicode_texts[failed]] = len(data) + np.cumsum(fallback_lengths) - fallback_lengths
-    ends[unicode_texts[failed]] = starts[unicode_texts[failed]] + fallback_lengths
-    return np.concatenate([data, tail]), starts, ends
+    data = np.frombuffer(bytearray(b"".join(encoded)), dtype=np.uint8)
+    hashes = np.empty(len(data), dtype=np.uint64)
+    token_offsets = np.empty(len(encoded) + 1, dtype=np.int64)
+    failed = np.zeros(len(encoded), dtype=np.bool_)
+    feature_kernels.hash_tokens(data, starts, starts + lengths, _BYTE_CODES, _lower_table(), lowered, max_tokens,
+                                hashes, token_offsets, failed)
+    return hashes, token_offsets, failed
 
 
 _LOWER_TABLE: list[NDArray[np.int32]] = []

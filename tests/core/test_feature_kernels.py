@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from dynamic_rlhf import feature_kernels, kernels
-from dynamic_rlhf.features import _P, ExampleFeatures, HashingFeaturiser, _ASCII_LOWER, _lowered_bytes, _Tokens, encode_text
+from dynamic_rlhf.features import (
+    _P,
+    TOKEN_BYTES,
+    ExampleFeatures,
+    HashingFeaturiser,
+    _hash_encoded,
+    _Tokens,
+    encode_text,
+    token_hash,
+)
 from dynamic_rlhf.text import render_text
 
 FIELDS = ("coordinates", "coordinate_offsets", "block", "block_offsets", "completion_offsets", "n_tokens")
@@ -161,15 +170,30 @@ def every_code_point_texts() -> list[str]:
     return texts + ["ΟΔΟΣ ΟΔΟΣΑ Σ", "plain ascii", "", "’quoted’ Text"]
 
 
-def test_lowered_bytes_equal_encode_text_up_to_ascii_case() -> None:
+@pytest.mark.parametrize("max_tokens", [4096, 7])
+def test_token_hashes_equal_python_tokens_of_encode_text(max_tokens: int) -> None:
+    # The compiled tokeniser lower-cases as it goes; str.lower() is the reference for every code point.
     texts = every_code_point_texts()
+    featuriser = HashingFeaturiser(max_tokens=max_tokens)
 
-    with np.errstate(over="ignore"):
-        data, starts, ends = _lowered_bytes(texts)
+    hashes, token_offsets = featuriser._hash_tokens(texts)
 
-    # ASCII capitals are left for the tokeniser, which lower-cases them while it hashes.
-    for text, start, end in zip(texts, starts.tolist(), ends.tolist()):
-        assert _ASCII_LOWER[data[start:end]].tobytes() == encode_text(text)
+    for t, text in enumerate(texts):
+        expected = [token_hash(token) for token in TOKEN_BYTES.findall(encode_text(text))[:max_tokens]]
+        assert hashes[token_offsets[t]:token_offsets[t + 1]].tolist() == expected, f"text {t}"
+
+
+def test_texts_the_tokeniser_cannot_lower_case_take_str_lower() -> None:
+    texts = ["ΟΔΟΣ ΟΔΟΣΑ", "İstanbul", "Kelvin \u212a", "plain Text", "’quoted’ Ā"]
+    encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
+
+    _, _, failed = _hash_encoded(encoded, np.zeros(len(texts), dtype=np.bool_), 4096)
+    hashes, token_offsets = HashingFeaturiser()._hash_tokens(texts)
+
+    assert failed.tolist() == [True, True, True, False, False]
+    for t, text in enumerate(texts):
+        expected = [token_hash(token) for token in TOKEN_BYTES.findall(encode_text(text))]
+        assert hashes[token_offsets[t]:token_offsets[t + 1]].tolist() == expected
 
 
 def test_no_lower_case_mapping_beyond_table() -> None:
