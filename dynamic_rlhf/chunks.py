@@ -27,10 +27,10 @@ class Chunk:
 
     ``skipped`` has one entry per example. The other lists have one entry per
     *active* example (one with at least one comparison), whose position in the chunk
-    is ``active[i]``. ``single[i]`` marks one comparison of completions 0 and 1 that
-    the compiled pair loop learns, with ``kinds``, ``margins`` and ``weights``
-    (example weight times comparison weight). Other active examples are learned
-    from ``general[i]``.
+    is ``active[i]``. ``single[i]`` marks one comparison of completions 0 and 1, learned
+    from ``kinds``, ``margins`` and ``weights`` (example weight times comparison
+    weight). Other active examples are learned from the comparisons of ``general[i]``,
+    and their ``weights`` entry is the example weight.
     """
 
     skipped: list[int] = field(default_factory=list)
@@ -108,7 +108,7 @@ class Chunk:
         first_pair = judgement.pairs[0]
         self.kinds.append(first_pair[2])
         self.margins.append(first_pair[3])
-        self.weights.append(judgement.weight * first_pair[4])
+        self.weights.append(judgement.weight * first_pair[4] if single else judgement.weight)
         self.annotator_ids.append(judgement.annotator_id)
         self.example_ids.append(judgement.example_id)
         if not single:

@@ -22,16 +22,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dynamic_rlhf.annotators import AnnotatorReliability
-from dynamic_rlhf.bootstrap import poisson_draw_matrix, poisson_draws
+from dynamic_rlhf.bootstrap import poisson_draw_matrix
 from dynamic_rlhf.config import ModelConfig
 from dynamic_rlhf.errors import FeedbackError
-from dynamic_rlhf import kernels
+from dynamic_rlhf import learn_loop
 from dynamic_rlhf.features import ExampleFeatures, HashingFeaturiser
 from dynamic_rlhf.chunks import Chunk
 from dynamic_rlhf.feedback import (Example, Judgement, PreferenceExample, RankingExample, RatingExample, expand,
                                    stable_example_id)
 from dynamic_rlhf.kernels import METRIC_FIELDS, MOMENT_FIELDS
-from dynamic_rlhf.objective import ObjectiveParams, Structure, build_structure, example_objective
 from dynamic_rlhf.optim import LazyAdaGrad
 from dynamic_rlhf.results import EpochStats, LearnOutcome, ModelStats, RewardScore, learn_outcomes
 from dynamic_rlhf.running import ProgressiveMetrics, RunningMoments
@@ -77,7 +76,6 @@ class DynamicRLHFModel:
         self.pairs_trained = 0
         self.skipped_identical = 0
         self.replay: deque[Example] = deque(maxlen=c.replay_buffer_size)
-        self._params = ObjectiveParams(c.tie_nu, c.tie_bad_strength, c.centring)
 
     # -- learning ---------------------------------------------------------
 
@@ -145,27 +143,14 @@ class DynamicRLHFModel:
         return expand(example, ranking_loss=self.config.ranking_loss, rating_margin_scale=self.config.rating_margin_scale)
 
     def _learn_chunk(self, chunk: Chunk, live: bool, tally: ProgressiveMetrics | None = None) -> list[LearnOutcome]:
-        """Learn a chunk's examples in order: one featurisation, then runs by kind."""
+        """Learn a chunk's examples in order: one featurisation, then one compiled loop over its active examples."""
         if live:
             self.examples_seen += len(chunk.skipped)
             self.skipped_identical += sum(chunk.skipped)
         if not chunk.active:
             return [LearnOutcome(0, 0.0, 0, skipped) for skipped in chunk.skipped]
         features = self.featuriser.featurise_examples(chunk.prompts, chunk.texts)
-
-        # Consecutive single pairs go through the compiled loop; rankings and ratings one by one.
-        learned: list[LearnOutcome] = []
-        single = chunk.single
-        start = 0
-        while start < len(single):
-            end = start + 1
-            if single[start]:
-                while end < len(single) and single[end]:
-                    end += 1
-                learned += self._learn_pairs(chunk, features, start, end, live, tally)
-            else:
-                learned.append(self._learn_general(chunk.general[start], features, start, live, tally))
-            start = end
+        learned = self._learn_active(chunk, features, live, tally)
         if len(learned) == len(chunk.skipped):
             return learned
 
@@ -175,34 +160,37 @@ class DynamicRLHFModel:
             outcomes[position] = outcome
         return outcomes
 
-    def _learn_pairs(self, chunk: Chunk, features: ExampleFeatures, start: int, end: int, live: bool,
-                     tally: ProgressiveMetrics | None) -> list[LearnOutcome]:
-        """Learn active examples ``start:end`` of *chunk*, all single pairs, in the compiled loop."""
+    def _learn_active(self, chunk: Chunk, features: ExampleFeatures, live: bool,
+                      tally: ProgressiveMetrics | None) -> list[LearnOutcome]:
+        """Learn every active example of *chunk* in :func:`learn_loop.learn_examples`."""
+        n_active = len(chunk.active)
         n_heads = self.config.n_heads
         annotator_rows: dict[str, int] = {}
         annotators = np.fromiter((-1 if a is None else annotator_rows.setdefault(a, len(annotator_rows))
-                                  for a in chunk.annotator_ids[start:end]), dtype=np.int64, count=end - start)
-        draws = np.ones((end - start, n_heads + 1))
+                                  for a in chunk.annotator_ids), dtype=np.int64, count=n_active)
+        draws = np.ones((n_active, n_heads + 1))
         if n_heads:
-            draws[:, 1:] = poisson_draw_matrix(chunk.example_ids[start:end], n_heads)
+            draws[:, 1:] = poisson_draw_matrix(chunk.example_ids, n_heads)
+        comparison_offsets, comparisons, ranked = _comparison_arrays(chunk)
         counts = self.annotators.counts(annotator_rows)
         metrics = tally if tally is not None else self.metrics
         metric_vector = np.array([getattr(metrics, name) for name in METRIC_FIELDS])
         moment_vector = np.array([getattr(self.moments, name) for name in MOMENT_FIELDS])
-        losses = np.empty(end - start)
-        correct = np.empty(end - start, dtype=np.int64)
+        pairs = np.empty(n_active, dtype=np.int64)
+        losses = np.empty(n_active)
+        correct = np.empty(n_active, dtype=np.int64)
 
         optimiser = self.optimiser
-        offset = slice(start, end + 1)
         config = self.config
-        optimiser.scale, optimiser.n_rows = kernels.learn_single_pairs(
-            features.coordinates, features.coordinate_offsets[offset],
-            features.block, features.block_offsets[offset], features.completion_offsets[offset], features.n_tokens,
-            np.array(chunk.kinds[start:end], dtype=np.int64), np.array(chunk.margins[start:end], dtype=np.float64),
-            np.array(chunk.weights[start:end], dtype=np.float64), annotators, draws, optimiser.rows, optimiser.table,
-            optimiser.n_rows, optimiser.scale, optimiser.decay, optimiser.learning_rate, optimiser.delta,
-            config.tie_nu, config.tie_bad_strength, counts, self.annotators.parameters(),
-            metric_vector, metrics.window, moment_vector, self.moments.window, live, losses, correct)
+        optimiser.scale, optimiser.n_rows = learn_loop.learn_examples(
+            features.coordinates, features.coordinate_offsets, features.block, features.block_offsets,
+            features.completion_offsets, features.n_tokens, np.array(chunk.single, dtype=np.bool_),
+            np.array(chunk.kinds, dtype=np.int64), np.array(chunk.margins, dtype=np.float64),
+            np.array(chunk.weights, dtype=np.float64), comparison_offsets, comparisons, ranked, annotators, draws,
+            optimiser.rows, optimiser.table, optimiser.n_rows, optimiser.scale, optimiser.decay,
+            optimiser.learning_rate, optimiser.delta, config.tie_nu, config.tie_bad_strength, config.centring, counts,
+            self.annotators.parameters(), metric_vector, metrics.window, moment_vector, self.moments.window, live,
+            pairs, losses, correct)
 
         # Copy the running figures back from the kernel's vectors.
         for name, value in zip(METRIC_FIELDS, metric_vector.tolist()):
@@ -211,64 +199,13 @@ class DynamicRLHFModel:
             for name, value in zip(MOMENT_FIELDS, moment_vector.tolist()):
                 setattr(self.moments, name, value)
             self.annotators.store_counts(annotator_rows, counts)
-        self.version += end - start
-        self.pairs_trained += end - start
-        skipped = [chunk.skipped[position] for position in chunk.active[start:end]]
-        return learn_outcomes(1, losses.tolist(), correct.tolist(), skipped)
-
-    def _learn_general(self, judgement: Judgement, features: ExampleFeatures, e: int, live: bool,
-                       tally: ProgressiveMetrics | None) -> LearnOutcome:
-        """Learn one example of any kind with the numpy objective."""
-        coordinates, block = features.example(e)
-        n = len(judgement.texts)
-        first = int(features.completion_offsets[e])
-        n_tokens = features.n_tokens[first:first + n].tolist()
-
-        # Rewards of every head before the update.
-        optimiser = self.optimiser
-        rewards = optimiser.rewards(coordinates, block, n)  # (completions, heads)
-        structure = build_structure(n, judgement.pairs, judgement.ranking)
-        head_weights = np.array(self._head_weights(judgement))
-        _, coefficients, differences, pair_loss = example_objective(rewards.T, structure, self._params, head_weights)
-
-        # Progressive figures from head 0, then one AdaGrad step on every head.
-        outcome = self._record(judgement, structure, differences[0], pair_loss[0], rewards[:, 0], n_tokens, live, tally)
-        optimiser.step(coordinates, block, n, coefficients)
-        self.version += 1
-        self.pairs_trained += outcome.pairs
-        return outcome
-
-    def _head_weights(self, judgement: Judgement) -> list[float]:
-        """Return example weight x annotator weight x (1, Poisson(1) draws of the bootstrap heads)."""
-        label_weight = judgement.weight * self.annotators.weight(judgement.annotator_id)
-        draws = poisson_draws(judgement.example_id, self.config.n_heads)
-        return [label_weight] + [label_weight * draw for draw in draws]
-
-    def _record(self, judgement: Judgement, structure: Structure, differences: NDArray[np.float64],
-                pair_loss: NDArray[np.float64], rewards: NDArray[np.float64], n_tokens: list[int], live: bool,
-                tally: ProgressiveMetrics | None) -> LearnOutcome:
-        pairs = len(judgement.pairs)
-        if pairs == 1:
-            difference = float(differences[0])
-            strict_differences = [difference] if structure.all_strict else []
-            loss = float(pair_loss[0])
-        else:
-            strict_differences = differences[structure.strict].tolist()
-            loss = float(pair_loss.sum())
-        n_strict = len(strict_differences)
-        correct = sum(1 for d in strict_differences if d > 0.0)
-        margin = sum(strict_differences)
-
-        if tally is not None:
-            tally.update(pairs, loss, n_strict, correct, margin)
-        if live:
-            self.metrics.update(pairs, loss, n_strict, correct, margin)
-            for value in strict_differences:
-                # sigmoid via tanh, which cannot overflow for large differences.
-                self.annotators.observe(judgement.annotator_id, 0.5 * (1.0 + math.tanh(0.5 * value)))
-            for reward, count in zip(rewards.tolist(), n_tokens):
-                self.moments.update(reward, math.log1p(count))
-        return LearnOutcome(pairs, loss, correct, judgement.skipped)
+        self.version += n_active
+        pair_counts = pairs.tolist()
+        self.pairs_trained += sum(pair_counts)
+        skipped = [chunk.skipped[position] for position in chunk.active]
+        if not chunk.general:
+            return learn_outcomes(1, losses.tolist(), correct.tolist(), skipped)
+        return [LearnOutcome(*fields) for fields in zip(pair_counts, losses.tolist(), correct.tolist(), skipped)]
 
     # -- scoring ----------------------------------------------------------
 
@@ -387,3 +324,27 @@ class DynamicRLHFModel:
         from dynamic_rlhf.state import load_model
 
         return load_model(data)
+
+
+# The loop reads comparison rows of general examples only, so a chunk of single pairs passes these.
+_NO_COMPARISONS = (np.zeros(1, dtype=np.int64), np.zeros((0, 5)), np.zeros(0, dtype=np.bool_))
+
+
+def _comparison_arrays(chunk: Chunk) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.bool_]]:
+    """Return the comparisons of the chunk's general examples as offsets, ``(first, second, kind, margin, weight)`` rows and ranking flags.
+
+    Single pairs own no rows: the loop reads them from the chunk's per-example columns.
+    """
+    if not chunk.general:
+        return _NO_COMPARISONS
+    n_active = len(chunk.active)
+    offsets = np.zeros(n_active + 1, dtype=np.int64)
+    ranked = np.zeros(n_active, dtype=np.bool_)
+    rows: list[tuple[int, int, int, float, float]] = []
+    for index, judgement in chunk.general.items():
+        offsets[index + 1] = len(judgement.pairs)
+        ranked[index] = judgement.ranking is not None
+        rows.extend(judgement.pairs)
+    np.cumsum(offsets, out=offsets)
+    comparisons = np.array(rows, dtype=np.float64).reshape(-1, 5)
+    return offsets, comparisons, ranked

@@ -2,11 +2,14 @@
 
 The digests were recorded with the numpy featuriser and the scalar pair loop, and the
 compiled featuriser and the head-vectorised pair loop must reproduce them bit for bit.
-Strict pairs, ties and the dense features use IEEE arithmetic plus the C library's
-``exp``, ``log1p`` and ``tanh``, and rankings and ratings use numpy's ``exp`` and ``log``.
-So the digests hold on x86-64 Linux with glibc, where they were recorded. A change on
-that platform means the learner's results changed, and a model saved before it would
-no longer replay to the same bytes.
+Every example uses IEEE arithmetic plus the C library's ``exp``, ``log``, ``log1p`` and
+``tanh``. So the digests hold on x86-64 Linux with glibc, where they were recorded. A
+change on that platform means the learner's results changed, and a model saved before
+it would no longer replay to the same bytes.
+
+The "mixed" digest was recorded again when rankings, ratings and centred examples moved
+from the numpy objective to the compiled loop. On that stream, learned one example at a
+time, the two gave the same outcomes, and weights within 4e-19 of each other.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ PROBES = [("the launch", ["is on time", "", "déjà vu 日本語"]), ("", ["x_1 
 
 EXPECTED = {
     "synthetic": "657909188340c1335e0696f5cc6b9600fb0011300dd69a86cc0c6669eb3048d0",
-    "mixed": "47181f2b5006f9f5dad426776d3feda3d12bcfcd82c30588af84accdae9e430a",
+    "mixed": "ae56c3a813ddb2a8e1e9ff8a8a8eecf1c36121cc1798e68cdd93e4a60275bc55",
     "small": "0e05036b81deb4ae7b249648a0a6e9d6b4682749443fa07ade9158c41adfecb2",
 }
 

@@ -51,8 +51,8 @@ def test_warm_up_loads_every_compiled_loop() -> None:
     result = json.loads(completed.stdout.strip().splitlines()[-1])
 
     # Helpers such as kernels._f32 run only inside other loops, so they have no signature of their own.
-    entry_points = {"kernels.learn_single_pairs", "kernels.block_rewards", "kernels.block_gradient",
-                    "kernels.adagrad_rows"}
+    entry_points = {"learn_loop.learn_examples", "kernels.block_rewards", "feature_kernels.hash_tokens",
+                    "feature_kernels.emit_entries", "feature_kernels.build_blocks"}
     assert result["seconds"] > 0
     assert {name for name, count in result["before"].items() if count >= 1} >= entry_points
     assert result["after"] == result["before"]
