@@ -331,9 +331,12 @@ _NO_COMPARISONS = (np.zeros(1, dtype=np.int64), np.zeros((0, 5)), np.zeros(0, dt
 
 
 def _comparison_arrays(chunk: Chunk) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.bool_]]:
-    """Return the comparisons of the chunk's general examples as offsets, ``(first, second, kind, margin, weight)`` rows and ranking flags.
+    """Return the comparisons of the chunk's general examples: offsets, rows and ranking flags.
 
-    Single pairs own no rows: the loop reads them from the chunk's per-example columns.
+    Each row is ``(first, second, kind, margin, weight)``. Single pairs own no rows: the
+    loop reads them from the chunk's per-example columns. A ranked example's flag asks for
+    the Plackett-Luce likelihood of its completions in listed order, which is its ranking,
+    because ``expand`` lists a ranking's completions best first.
     """
     if not chunk.general:
         return _NO_COMPARISONS
