@@ -15,10 +15,9 @@ logger = logging.getLogger(__name__)
 def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    import faust
-
     from dynamic_rlhf.warmup import warm_up
     from service.app import create_runtime
+    from service.shutdown import DeadlineWorker
     from service.topics import TopicLayoutError, ensure_topics
 
     logger.info("Worker settings: %s", settings.describe())
@@ -34,7 +33,8 @@ def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
     logger.info("Learner warmed up in %.2f s", warm_up(settings.model))
 
     runtime = create_runtime(settings)
-    worker = faust.Worker(runtime.app, loglevel=settings.log_level.lower(), quiet=True)
+    worker = DeadlineWorker(runtime.app, loglevel=settings.log_level.lower(), quiet=True,
+                            shutdown_timeout_s=settings.shutdown_timeout_s)
     worker.execute_from_commandline()  # exits the process when the worker stops
     return 0
 

@@ -163,6 +163,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("stall_timeout_s", "DRLHF_STALL_TIMEOUT_S", "120", "s",
            "`/health/live` fails when an input partition has lag and no event was consumed for "
            "this long.", _positive_int),
+    Option("shutdown_timeout_s", "DRLHF_SHUTDOWN_TIMEOUT_S", "20", "s",
+           "After SIGTERM or SIGINT, the worker exits with status 1 if it has not stopped within "
+           "this long, for example because the broker is unreachable. Keep it below the grace "
+           "period of the process manager.", _positive_int),
     Option("log_level", "DRLHF_LOG_LEVEL", "INFO", "-", "DEBUG, INFO, WARNING or ERROR.",
            _choice(*LOG_LEVELS, upper=True)),
 )
@@ -201,6 +205,7 @@ class Settings:
     metrics_max_model_ids: int
     lag_interval_ms: int
     stall_timeout_s: int
+    shutdown_timeout_s: int
     log_level: str
     model: ModelConfig = field(default_factory=ModelConfig)
     policy: HarvestPolicy = field(default_factory=HarvestPolicy)

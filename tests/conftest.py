@@ -113,6 +113,45 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop()
 
 
+class PrivateBroker:
+    """A broker that one test owns and may stop before the test ends."""
+
+    def __init__(self, bootstrap: str, stop: Callable[[], None]) -> None:
+        self.bootstrap = bootstrap
+        self._stop: Callable[[], None] | None = stop
+
+    def stop(self) -> None:
+        """Stop the broker; later calls do nothing."""
+        if self._stop is not None:
+            stop, self._stop = self._stop, None
+            stop()
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[PrivateBroker]:
+    """A broker of the test's own, started like the session broker but never shared.
+
+    When ``KAFKA_BOOTSTRAP_SERVERS`` names a broker of the user's, this machine may lack
+    what the launcher needs, so a failed start skips the test instead of failing it.
+    """
+    if _docker_engine_reachable():
+        broker = PrivateBroker(*_start_container())
+    else:
+        command = [sys.executable, str(KAFKA_LOCAL), "--state-dir", str(tmp_path / "private-kafka")]
+        started = subprocess.run([*command, "start"], capture_output=True, text=True)
+        if started.returncode != 0:
+            message = f"kafka-local start failed with status {started.returncode}:\n{started.stderr}"
+            if os.environ.get(BOOTSTRAP_ENV):
+                pytest.skip(message)
+            pytest.fail(message, pytrace=False)
+        broker = PrivateBroker(started.stdout.strip(),
+                               lambda: subprocess.run([*command, "stop"], capture_output=True, text=True, check=True))
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 class KafkaAdmin:
     """Blocking wrappers around ``AIOKafkaAdminClient`` for test setup and teardown."""
 

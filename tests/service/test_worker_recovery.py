@@ -6,6 +6,7 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,6 +24,9 @@ from tests.service.worker_harness import (
     wait_checkpointed,
     wait_processed,
 )
+
+if TYPE_CHECKING:
+    from tests.conftest import PrivateBroker
 
 pytestmark = pytest.mark.kafka
 
@@ -139,3 +143,28 @@ def test_sigterm_checkpoints_and_exits_promptly(kafka_bootstrap: str, tmp_path: 
     assert "wait_empty: Waiting" not in (tmp_path / "first.log").read_text(errors="replace")
     assert checkpoint.model_bytes == offline_replay(settings)["term"].to_bytes()
     assert replayed_events == 0
+
+
+def test_sigterm_with_broker_gone_exits_after_deadline(private_kafka: PrivateBroker, tmp_path: Path) -> None:
+    # The worker's stop waits for the broker; the shutdown deadline ends the process anyway.
+    env = unique_env(private_kafka.bootstrap, DRLHF_PARTITIONS="1", DRLHF_SHUTDOWN_TIMEOUT_S="5")
+    settings = settings_for(env)
+    worker = Worker(env, tmp_path / "worker.log").start()
+    try:
+        worker.wait_ready()
+        produce_json(settings.bootstrap_servers, settings.topic_preferences, "gone",
+                     synthetic_preference_events(100, seed=41, model_id="gone"))
+        wait_processed(worker, "gone", 100)
+        private_kafka.stop()
+        assert worker.process is not None
+        stopping_at = time.monotonic()
+        worker.process.send_signal(signal.SIGTERM)
+        exit_code = worker.process.wait(timeout=60)
+        stop_seconds = time.monotonic() - stopping_at
+    finally:
+        worker.kill()
+
+    log = (tmp_path / "worker.log").read_text(errors="replace")
+    assert exit_code == 1, log[-3000:]
+    assert 5 <= stop_seconds < 15
+    assert "Worker did not stop within 5 s of SIGTERM (DRLHF_SHUTDOWN_TIMEOUT_S); exiting with status 1." in log
