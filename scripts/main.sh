@@ -5,7 +5,7 @@
 # serving /metrics.
 #
 # Environment: DRLHF_WEB_PORT (default 6066), DRLHF_HH_RLHF_PATH (feedback file),
-# DRLHF_RUN_DIR (worker log and pid file, default ~/.cache/dynamic-rlhf/run), and every
+# DRLHF_RUN_DIR (worker log, pid file and Faust data folder, default ~/.cache/dynamic-rlhf/run), and every
 # worker variable in docs/service.md. Safe to run again: it replaces the worker it started
 # before and trains a new model id on each run.
 set -euo pipefail
@@ -35,7 +35,7 @@ if [[ -f "$run_dir/worker.pid" ]] && kill -0 "$(cat "$run_dir/worker.pid")" 2>/d
     kill "$old_pid"
     for _ in $(seq 60); do kill -0 "$old_pid" 2>/dev/null || break; sleep 1; done
 fi
-nohup "$cli" worker >"$run_dir/worker.log" 2>&1 &
+DRLHF_DATA_DIR="${DRLHF_DATA_DIR:-$run_dir/data}" nohup "$cli" worker >"$run_dir/worker.log" 2>&1 &
 echo $! >"$run_dir/worker.pid"
 echo "worker pid $(cat "$run_dir/worker.pid"), log $run_dir/worker.log"
 
@@ -43,12 +43,12 @@ run_stamp=$(date -u +%Y%m%d-%H%M%S)
 if [[ -f "$data" ]]; then
     model_id="hh-rlhf-$run_stamp"
     echo "== streaming $data as model $model_id"
-    "$cli" demo --watch 0 --timeout 180 --show-records 0 >/dev/null  # waits until the worker is ready
+    "$cli" demo --watch 0 --candidates 0 --timeout 180 --show-records 0 >/dev/null  # waits until the worker is ready
     produce_output=$("$cli" produce "$data" --model-id "$model_id" --no-progress)
     echo "$produce_output"
     produced=$(echo "$produce_output" | sed -n 's/^produced \([0-9]*\) messages.*/\1/p' | head -n 1)
     echo "waiting for the worker to learn the $produced events ..."
-    "$cli" demo --watch "${produced:-2312}" --model-id "$model_id" --timeout 600 --show-records 0
+    "$cli" demo --watch "${produced:-2312}" --candidates 0 --model-id "$model_id" --timeout 600 --show-records 0
     # Candidate sets go in after learning, so the harvest uses the trained model.
     echo "== harvesting 200 candidate sets built from the same file"
     "$cli" produce "$data" --candidates --limit 200 --model-id "$model_id" --no-progress

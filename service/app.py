@@ -47,8 +47,11 @@ def broker_credentials(settings: Settings) -> CredentialsT | None:
 
 def create_app(settings: Settings) -> faust.App:
     """Create the bare Faust app with the service's broker, topic and web configuration."""
+    # Faust's own default is "{app id}-data" in the working folder.
+    data_dir = {"datadir": settings.data_dir} if settings.data_dir else {}
     app = faust.App(
         settings.app_id,
+        **data_dir,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(settings),
         store="memory://",

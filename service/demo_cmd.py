@@ -134,6 +134,18 @@ def wait_for_count(metrics_url: str, name: str, model_id: str, expected: float, 
     return None
 
 
+def wait_last_checkpoint(settings: Settings) -> None:
+    """Sleep until the checkpoint round after the last event has run.
+
+    The model's accuracy gauges and its stored checkpoint change only at checkpoint
+    rounds. The worker's timer checks every half ``DRLHF_CHECKPOINT_INTERVAL_MS`` whether a
+    round is due, so the last round follows within 1.5 intervals of the last event.
+    """
+    seconds = settings.checkpoint_interval_ms / 1000 * 1.5 + 1
+    print(f"  waiting {seconds:.0f} s for the checkpoint after the last event ...", flush=True)
+    time.sleep(seconds)
+
+
 def wait_candidates_settled(metrics_url: str, topic: str, model_id: str, timeout_s: float) -> None:
     """Wait until the candidates topic has no lag and the scored count stopped changing.
 
@@ -187,6 +199,8 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         print("demo: the worker did not process every event in time; see its log", file=sys.stderr)
         return 1
     elapsed = time.monotonic() - started
+    if expected:
+        wait_last_checkpoint(settings)
 
     # Candidates go in after learning, so harvesting uses the trained model.
     if args.watch is None and args.candidates:
@@ -199,13 +213,11 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             print("demo: the worker did not score every candidate set in time; see its log", file=sys.stderr)
             return 1
 
-    if args.watch is not None:
+    if args.watch is not None and args.candidates:
         wait_candidates_settled(metrics_url, settings.topic_candidates, args.model_id, args.timeout)
 
     held_out_score = None
     if held_out:
-        # The last checkpoint follows within DRLHF_CHECKPOINT_INTERVAL_MS of the last event.
-        time.sleep(settings.checkpoint_interval_ms / 1000 * 2 + 1)
         stored = asyncio.run(read_latest_checkpoints(settings)).get(args.model_id)
         held_out_score = held_out_accuracy(decode_checkpoint(stored).load_model(), held_out, settings) if stored else None
 
@@ -281,7 +293,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--events", type=int, default=5000, help="preference events to produce (default: 5000)")
     parser.add_argument("--held-out", type=int, default=500,
                         help="extra events kept back to measure held-out accuracy (default: 500)")
-    parser.add_argument("--candidates", type=int, default=200, help="candidate sets to produce (default: 200)")
+    parser.add_argument("--candidates", type=int, default=200,
+                        help="candidate sets to produce (default: 200); with --watch, 0 skips waiting for "
+                             "candidate sets to be scored")
     parser.add_argument("--model-id", default="default", help="model id of the events (default: default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream (default: 0)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the worker (default: 300)")

@@ -167,6 +167,9 @@ OPTIONS: tuple[Option, ...] = (
            "After SIGTERM or SIGINT, the worker exits with status 1 if it has not stopped within "
            "this long, for example because the broker is unreachable. Keep it below the grace "
            "period of the process manager.", _positive_int),
+    Option("data_dir", "DRLHF_DATA_DIR", "", "path",
+           "Folder for Faust's local files. The model table lives in memory, so the folder stays "
+           "empty. Unset: `<DRLHF_APP_ID>-data` in the working folder.", _optional),
     Option("log_level", "DRLHF_LOG_LEVEL", "INFO", "-", "DEBUG, INFO, WARNING or ERROR.",
            _choice(*LOG_LEVELS, upper=True)),
 )
@@ -206,6 +209,7 @@ class Settings:
     lag_interval_ms: int
     stall_timeout_s: int
     shutdown_timeout_s: int
+    data_dir: str | None
     log_level: str
     model: ModelConfig = field(default_factory=ModelConfig)
     policy: HarvestPolicy = field(default_factory=HarvestPolicy)

@@ -77,7 +77,9 @@ def _harvest_event(runtime: Runtime, event: EventT, sends: list[Awaitable[Any]],
     label = metrics.model_label(candidates.model_id)
 
     # The message timestamp, not the wall clock, so a replayed candidate set gives identical records.
-    created_at = datetime.fromtimestamp(message.timestamp, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    # Kafka timestamps are whole milliseconds, the precision of the library's own created_at.
+    created_at = datetime.fromtimestamp(message.timestamp, tz=timezone.utc).isoformat(timespec="milliseconds")
+    created_at = created_at.replace("+00:00", "Z")
     records = model.build_fine_tune_records(
         candidates.prompt,
         list(candidates.completions),

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -54,6 +55,8 @@ def unique_env(bootstrap: str, **overrides: str) -> dict[str, str]:
         "DRLHF_LAG_INTERVAL_MS": "1000",
         # A killed worker's partitions move on after this; the broker's minimum is 6 s by default.
         "DRLHF_SESSION_TIMEOUT_MS": "6000",
+        # Faust's local files (an empty tables folder) stay out of the checkout.
+        "DRLHF_DATA_DIR": str(Path(tempfile.gettempdir()) / "drlhf-test-data" / f"{prefix}-app"),
     }
     env.update(overrides)
     return env
