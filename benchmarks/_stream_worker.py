@@ -53,6 +53,8 @@ class WorkerProcess:
             "DRLHF_PARTITIONS": str(partitions),
             "DRLHF_WEB_PORT": str(self.port),
             "DRLHF_LOG_LEVEL": "WARNING",
+            # Faust's local files (an empty tables folder) go beside the log, not into the checkout.
+            "DRLHF_DATA_DIR": str(log_path.parent / f"{prefix}-app-data"),
         }
         self.process: subprocess.Popen[bytes] | None = None
 

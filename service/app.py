@@ -8,6 +8,7 @@ topic creation) and serves ``/metrics`` and ``/health/*`` on ``DRLHF_WEB_HOST``:
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import faust
 from faust.types.auth import CredentialsT
@@ -47,8 +48,12 @@ def broker_credentials(settings: Settings) -> CredentialsT | None:
 
 def create_app(settings: Settings) -> faust.App:
     """Create the bare Faust app with the service's broker, topic and web configuration."""
-    # Faust's own default is "{app id}-data" in the working folder.
-    data_dir = {"datadir": settings.data_dir} if settings.data_dir else {}
+    # Faust's own default is "{app id}-data" in the working folder. Faust creates only the
+    # last folder of the path, so the parents are made here.
+    data_dir = {}
+    if settings.data_dir:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        data_dir["datadir"] = settings.data_dir
     app = faust.App(
         settings.app_id,
         **data_dir,
