@@ -18,6 +18,7 @@ EXIT_NOT_RUNNING = 3
 
 sys.path.insert(0, str(KAFKA_LOCAL.parent))
 from kafkalocal import KAFKA_VERSION  # noqa: E402
+from kafkalocal.broker import new_cluster_id  # noqa: E402
 from kafkalocal.install import jars_present  # noqa: E402
 from kafkalocal.probe import count_live_brokers  # noqa: E402
 
@@ -47,6 +48,16 @@ def bystander() -> Iterator[subprocess.Popen[bytes]]:
     yield process
     process.kill()
     process.wait()
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    # About one random id in 64 starts with "-", which made `kafka-storage format` fail.
+    ids = [new_cluster_id() for _ in range(5000)]
+
+    assert not [cluster_id for cluster_id in ids if cluster_id.startswith("-")]
+    assert {len(cluster_id) for cluster_id in ids} == {22}
+    assert len(set(ids)) == 5000
+    assert any("-" in cluster_id[1:] for cluster_id in ids)  # the URL-safe alphabet is kept
 
 
 def test_status_and_stop_without_broker(tmp_path: Path) -> None:

@@ -91,12 +91,23 @@ def _java_command(libs: Path, layout: StateLayout, main_class: str, *args: str) 
     ]
 
 
+def new_cluster_id() -> str:
+    """Return a random KRaft cluster id: 16 bytes in URL-safe base64 without padding.
+
+    That is the format `kafka-storage random-uuid` prints. Like Kafka's own generator, it
+    draws again when the id starts with "-", which the storage tool would read as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _format_storage(libs: Path, layout: StateLayout) -> None:
-    # KRaft needs a formatted log directory. The cluster id is 16 random bytes in URL-safe
-    # base64 without padding, the format that `kafka-storage random-uuid` prints.
+    # KRaft needs a formatted log directory.
     if (layout.data_dir / "meta.properties").is_file():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()
     command = _java_command(
         libs, layout, "kafka.tools.StorageTool",
         "format", "--cluster-id", cluster_id, "--config", str(layout.server_properties),
