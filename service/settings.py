@@ -20,12 +20,12 @@ from typing import Any, Literal
 from dynamic_rlhf import HarvestPolicy, ModelConfig
 from service.limits import Limits
 
-ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+ProcessingGuarantee = Literal["at_least_once"]
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
 SECURITY_PROTOCOLS: tuple[str, ...] = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-GUARANTEES: tuple[str, ...] = ("at_least_once", "exactly_once")
+GUARANTEES: tuple[str, ...] = ("at_least_once",)
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 SECRET_FIELDS: frozenset[str] = frozenset({"sasl_password"})
 
@@ -81,6 +81,17 @@ def _non_empty(text: str) -> str:
 
 def _optional(text: str) -> str | None:
     return text.strip() or None
+
+
+def _guarantee(text: str) -> str:
+    value = text.strip()
+    if value == "exactly_once":
+        # faust-streaming 0.15.3: with a second worker joining while events flowed, a model's final
+        # checkpoint missed 200 of its 1,200 events in 2 of 16 runs.
+        raise ValueError("exactly_once is not supported, because Faust's transactional mode lost events when "
+                         "the consumer group rebalanced; use at_least_once, under which the model checkpoints "
+                         "already apply every event exactly once")
+    return _choice(*GUARANTEES)(value)
 
 
 def _choice(*choices: str, upper: bool = False) -> Callable[[str], str]:
@@ -149,7 +160,8 @@ OPTIONS: tuple[Option, ...] = (
            "giving its partitions to others. The broker bounds it by group.min.session.timeout.ms.",
            _positive_int),
     Option("processing_guarantee", "DRLHF_PROCESSING_GUARANTEE", "at_least_once", "-",
-           "Faust processing guarantee: at_least_once or exactly_once.", _choice(*GUARANTEES)),
+           "Faust processing guarantee. Only at_least_once is accepted: the model checkpoints make "
+           "each update exactly-once, and Faust's exactly_once mode lost events at rebalances.", _guarantee),
     Option("batch_max_events", "DRLHF_BATCH_MAX_EVENTS", "500", "events",
            "Largest micro-batch an agent takes from its input.", _positive_int),
     Option("batch_wait_ms", "DRLHF_BATCH_WAIT_MS", "50", "ms",

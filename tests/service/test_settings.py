@@ -41,15 +41,24 @@ def test_values_parsed_from_environment() -> None:
         "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9093, 127.0.0.1:9094",
         "DRLHF_PARTITIONS": "8",
         "DRLHF_PUBLISH_LABEL_PAIRS": "yes",
-        "DRLHF_PROCESSING_GUARANTEE": "exactly_once",
+        "DRLHF_PROCESSING_GUARANTEE": " at_least_once ",
         "DRLHF_LOG_LEVEL": "debug",
     })
 
     assert settings.bootstrap_servers == "127.0.0.1:9093,127.0.0.1:9094"
     assert settings.partitions == 8
     assert settings.publish_label_pairs is True
-    assert settings.processing_guarantee == "exactly_once"
+    assert settings.processing_guarantee == "at_least_once"
     assert settings.log_level == "DEBUG"
+
+
+def test_exactly_once_rejected_with_reason() -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"DRLHF_PROCESSING_GUARANTEE": "exactly_once"})
+
+    message = str(raised.value)
+    assert message.startswith("invalid DRLHF_PROCESSING_GUARANTEE='exactly_once': exactly_once is not supported")
+    assert "use at_least_once" in message
 
 
 @pytest.mark.parametrize(
