@@ -21,7 +21,7 @@ try:
 except ImportError:  # numba is optional: the same functions run uncompiled.
     COMPILED = False
 
-    def njit(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def njit(*args, **kwargs):  # type: ignore[no-redef, no-untyped-def]
         if args and callable(args[0]):
             return args[0]
         return lambda function: function

@@ -36,8 +36,8 @@ def learn_outcomes(pairs: int, losses: list[float], correct: list[int], skipped:
     descriptors are set directly.
     """
     new = object.__new__
-    set_pairs, set_loss = LearnOutcome.pairs.__set__, LearnOutcome.loss.__set__  # type: ignore[attr-defined]
-    set_correct, set_skipped = LearnOutcome.correct.__set__, LearnOutcome.skipped.__set__  # type: ignore[attr-defined]
+    set_pairs, set_loss = LearnOutcome.pairs.__set__, LearnOutcome.loss.__set__  # type: ignore[attr-defined, misc]
+    set_correct, set_skipped = LearnOutcome.correct.__set__, LearnOutcome.skipped.__set__  # type: ignore[attr-defined, misc]
     outcomes = []
     for loss, hit, skip in zip(losses, correct, skipped):
         outcome = new(LearnOutcome)
