@@ -9,6 +9,7 @@ repeats by id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -36,24 +37,36 @@ def register_harvest_agent(runtime: Runtime) -> None:
 
     @runtime.app.agent(runtime.topics.candidates, name=f"{settings.app_id}.harvest", concurrency=1)
     async def harvest(stream: StreamT) -> None:
-        async for events in event_batches(runtime, stream, AGENT):
-            sends: list[Awaitable[Any]] = []
-            for event in events:
-                started = time.perf_counter()
-                try:
-                    _harvest_event(runtime, event, sends, warn)
-                except Exception:
-                    errors.exception("harvest: unexpected error on %s[%d]@%d", event.message.topic,
-                                     event.message.partition, event.message.offset)
-                    sends.append(dead_letter(runtime, event.message, "internal_error", "unexpected error while harvesting",
-                                             None))
-                runtime.metrics.event_processing.labels(AGENT).observe(time.perf_counter() - started)
+        # Errors of single candidate sets are dead-lettered in `_harvest_batch`. Anything else
+        # stops the worker, whose successor harvests the unacknowledged sets again, rather than
+        # letting Faust restart the agent past a batch that was neither harvested nor dead-lettered.
+        try:
+            async for events in event_batches(runtime, stream, AGENT):
+                await _harvest_batch(runtime, events, warn, errors)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("harvest: stopping the worker after an unexpected error")
+            await runtime.app.crash(exc)
 
-            observe_delays(runtime, AGENT, [event.message for event in events])
-            for send in sends:
-                await send
-            for event in events:
-                event.ack()
+
+async def _harvest_batch(runtime: Runtime, events: list[EventT], warn: RateLimitedLog, errors: RateLimitedLog) -> None:
+    sends: list[Awaitable[Any]] = []
+    for event in events:
+        started = time.perf_counter()
+        try:
+            _harvest_event(runtime, event, sends, warn)
+        except Exception:
+            errors.exception("harvest: unexpected error on %s[%d]@%d", event.message.topic, event.message.partition,
+                             event.message.offset)
+            sends.append(dead_letter(runtime, event.message, "internal_error", "unexpected error while harvesting", None))
+        runtime.metrics.event_processing.labels(AGENT).observe(time.perf_counter() - started)
+
+    observe_delays(runtime, AGENT, [event.message for event in events])
+    for send in sends:
+        await send
+    for event in events:
+        event.ack()
 
 def _harvest_event(runtime: Runtime, event: EventT, sends: list[Awaitable[Any]], warn: RateLimitedLog) -> None:
     message = event.message

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.demo_stream import synthetic_preference_events
+from service.demo_stream import synthetic_candidate_sets, synthetic_preference_events
 from tests.service.worker_harness import Worker, produce_json, sample, settings_for, unique_env, wait_processed
 
 pytestmark = pytest.mark.kafka
@@ -124,3 +124,54 @@ def test_learn_task_error_stops_worker(kafka_bootstrap: str, tmp_path: Path) -> 
     assert "learn: stopping the worker after an unexpected error" in log
     assert "learn task failure injected by the test" in log
     assert sample(samples, "dynamic_rlhf_events_total", model_id="boom", outcome="applied") == 3
+
+
+FAILING_HARVEST_WORKER = """
+import sys
+import service.agents.harvest as harvest
+
+original = harvest.observe_delays
+
+def failing(runtime, agent, messages):
+    if any(message.key == b"boom" for message in messages):
+        raise RuntimeError("harvest failure injected by the test")
+    original(runtime, agent, messages)
+
+harvest.observe_delays = failing
+from service.cli import main
+sys.exit(main(["worker"]))
+"""
+
+
+def test_harvest_agent_error_stops_worker(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = unique_env(kafka_bootstrap, DRLHF_PARTITIONS="1")
+    settings = settings_for(env)
+    candidate_sets = list(synthetic_candidate_sets(3, seed=5, model_id="boom", n_completions=2))
+    failing = Worker(env, tmp_path / "failing.log", [sys.executable, "-c", FAILING_HARVEST_WORKER]).start()
+    try:
+        failing.wait_ready()
+        produce_json(settings.bootstrap_servers, settings.topic_candidates, "boom", candidate_sets)
+        assert failing.process is not None
+        exit_code = failing.process.wait(timeout=60)
+    finally:
+        failing.kill()
+    log = (tmp_path / "failing.log").read_text(errors="replace")
+
+    # A worker without the injected failure harvests the same candidate sets.
+    worker = Worker(env, tmp_path / "worker.log").start()
+    try:
+        worker.wait_ready()
+        deadline = time.monotonic() + 60
+        while sample(worker.metrics(), "dynamic_rlhf_candidates_scored_total", model_id="boom") < 6:
+            assert time.monotonic() < deadline, worker.log_tail()
+            time.sleep(0.5)
+        samples = worker.metrics()
+    finally:
+        worker.stop()
+
+    assert exit_code != 0
+    assert "harvest: stopping the worker after an unexpected error" in log
+    assert "harvest failure injected by the test" in log
+    assert sample(samples, "dynamic_rlhf_candidates_scored_total", model_id="boom") == 6
+    assert sample(samples, "dynamic_rlhf_records_published_total", model_id="boom") >= 3
+    assert sample(samples, "dynamic_rlhf_dead_letters_total") == 0
