@@ -130,12 +130,12 @@ def hash_tokens(data, starts, ends, byte_codes, lower_table, lowered, max_tokens
 
 @njit(cache=True)
 def _lower_code_point(data, position, table):  # type: ignore[no-untyped-def]
-    """Lower-case the code point whose UTF-8 starts at *position* in place; return False when it cannot.
+    """Lower-case the code point whose UTF-8 starts at *position*, in place, and return False when it cannot.
 
     The code point ``c`` becomes ``table[c]`` (itself from ``len(table)`` up). It cannot
     when its entry is negative or its lower case has another UTF-8 length.
     """
-    # Continuation bytes carry 6 bits each; int64 keeps the shifts exact when run uncompiled.
+    # Continuation bytes carry 6 bits each. int64 keeps the shifts exact when run uncompiled.
     byte = np.int64(data[position])
     if byte < 0xE0:
         code, width = ((byte & 0x1F) << 6) | _low_bits(data, position + 1), 2
@@ -218,8 +218,8 @@ def overlap_flags(hashes, token_offsets, per_example, prompt_of_example):  # typ
     largest = 1
     for p in range(n_prompts):
         largest = max(largest, token_offsets[n_texts + p + 1] - token_offsets[n_texts + p])
-    # Slot i holds a stamp in slots[i, 0] and a hash in slots[i, 1], in one cache line.
-    # A set's size is the power of two from _SET_LOAD times its tokens up, and at least 16.
+    # Slot i contains a stamp in slots[i, 0] and a hash in slots[i, 1], in one cache line. A set's
+    # size is the smallest power of two from 16 and from _SET_LOAD times its tokens, so it fits here.
     slots = np.zeros((2 * _SET_LOAD * largest + 16, 2), dtype=np.uint64)
 
     for p in range(n_prompts):
@@ -229,24 +229,29 @@ def overlap_flags(hashes, token_offsets, per_example, prompt_of_example):  # typ
         mask = np.uint64(size - 1)
         stamp = np.uint64(p + 1)
         for j in range(token_offsets[n_texts + p], token_offsets[n_texts + p + 1]):
-            key = hashes[j]
-            slot = np.int64(key & mask)
-            while (slots[slot, 0] == stamp) & (slots[slot, 1] != key):
-                slot = (slot + 1) & (size - 1)
+            slot = _probe(slots, stamp, hashes[j], mask)
             slots[slot, 0] = stamp
-            slots[slot, 1] = key
+            slots[slot, 1] = hashes[j]
 
-        # Both outcomes leave the probe loop at once in a sparse set, so its branch is predictable.
         e = first[p]
         while e >= 0:
             for j in range(token_offsets[text_starts[e]], token_offsets[text_starts[e + 1]]):
-                key = hashes[j]
-                slot = np.int64(key & mask)
-                while (slots[slot, 0] == stamp) & (slots[slot, 1] != key):
-                    slot = (slot + 1) & (size - 1)
-                found[j] = slots[slot, 0] == stamp
+                found[j] = slots[_probe(slots, stamp, hashes[j], mask), 0] == stamp
             e = following[e]
     return found
+
+
+@njit(cache=True)
+def _probe(slots, stamp, key, mask):  # type: ignore[no-untyped-def]
+    """Return the slot of *key* in the set stamped *stamp*, or the free slot where it would go (linear probing).
+
+    In a sparse set both outcomes, found and free, usually leave the loop at once, so its
+    branch is predictable.
+    """
+    slot = np.int64(key & mask)
+    while (slots[slot, 0] == stamp) & (slots[slot, 1] != key):
+        slot = (slot + 1) & np.int64(mask)
+    return slot
 
 
 @njit(cache=True)

@@ -329,11 +329,11 @@ class HashingFeaturiser:
         return ExampleFeatures(coordinates, coordinate_offsets, block, block_offsets, completion_offsets, counts)
 
     def _hash_tokens(self, texts: list[str]) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
-        """Return the token hashes of *texts* and each text's ``[start, end)`` in them.
+        """Return the token hashes of *texts* and their offsets, text ``t`` owning ``hashes[offsets[t]:offsets[t + 1]]``.
 
         The compiled tokeniser lower-cases non-ASCII code points as it goes. The few
         texts it cannot lower-case alone are lower-cased by ``str.lower`` and hashed
-        again with the others. Those hold a capital sigma (its lower case depends on its
+        again with the others. Those contain a capital sigma (its lower case depends on its
         neighbours), a dotted capital I (it becomes two characters) or a letter whose
         lower case has another UTF-8 length.
         """
@@ -423,7 +423,7 @@ def _sort_by_runs(keys: NDArray[np.int64], key_offsets: NDArray[np.int64]) -> No
 
 def _hash_encoded(encoded: list[bytes], lowered: NDArray[np.bool_],
                   max_tokens: int) -> tuple[NDArray[np.uint64], NDArray[np.int64], NDArray[np.bool_]]:
-    """Run :func:`feature_kernels.hash_tokens` on UTF-8 texts; return hashes, token offsets and failed texts.
+    """Run :func:`feature_kernels.hash_tokens` on UTF-8 texts, and return hashes, token offsets and failed texts.
 
     ``lowered[t]`` marks text ``t`` as lower case already. The buffer is a fresh copy,
     which the tokeniser lower-cases in place.

@@ -64,7 +64,7 @@ def learn_examples(coordinates, coordinate_offsets, block, block_offsets, comple
                    n_rows, scale, decay, learning_rate, delta, tie_nu, tie_bad_strength, centring, counts,
                    annotator_parameters, metrics, metrics_window, moments, moments_window, live, out_pairs,
                    out_loss, out_correct):  # type: ignore[no-untyped-def]
-    """Learn the examples in order; return the new decay scale and the table rows used.
+    """Learn the examples in order, and return the new decay scale and the number of table rows used.
 
     Example ``e`` is row ``e`` of the per-example arrays. ``single[e]`` marks a single
     pair, learned from ``kinds[e]``, ``margins[e]`` and ``weights[e]`` (example weight
@@ -119,7 +119,7 @@ def _learn_pair(e, coordinates, coordinate_offsets, block, block_offsets, comple
                 tie_bad_strength, counts, annotator_parameters, metrics, metrics_window, moments, moments_window, live,
                 example_rows, rewards, pair_coefficients, strict_coefficient, out_loss,
                 out_correct):  # type: ignore[no-untyped-def]
-    """Learn single pair ``e`` (strict, tie or both-bad tie); return the new scale and rows used."""
+    """Learn single pair ``e`` (strict, tie or both-bad tie), and return the new scale and the rows used."""
     heads = table.shape[2]
     buckets = coordinates[coordinate_offsets[e]:coordinate_offsets[e + 1]]
     features = block[block_offsets[e]:block_offsets[e + 1]]
@@ -206,7 +206,7 @@ def _learn_general(e, coordinates, coordinate_offsets, block, block_offsets, com
                    learning_rate, delta, tie_nu, tie_bad_strength, centring, counts, annotator_parameters, metrics,
                    metrics_window, moments, moments_window, live, rewards, coefficients, gradient, out_pairs,
                    out_loss, out_correct):  # type: ignore[no-untyped-def]
-    """Learn example ``e`` from its comparisons (or its ranking); return the new scale and rows used."""
+    """Learn example ``e`` from its comparisons or its ranking, and return the new scale and the rows used."""
     heads = table.shape[2]
     n = completion_offsets[e + 1] - completion_offsets[e]
     buckets = coordinates[coordinate_offsets[e]:coordinate_offsets[e + 1]]

@@ -334,9 +334,9 @@ def _comparison_arrays(chunk: Chunk) -> tuple[NDArray[np.int64], NDArray[np.floa
     """Return the comparisons of the chunk's general examples: offsets, rows and ranking flags.
 
     Each row is ``(first, second, kind, margin, weight)``. Single pairs own no rows: the
-    loop reads them from the chunk's per-example columns. A ranked example's flag asks for
-    the Plackett-Luce likelihood of its completions in listed order, which is its ranking,
-    because ``expand`` lists a ranking's completions best first.
+    loop reads them from the chunk's per-example columns. A ranked example's flag selects
+    the Plackett-Luce likelihood of its completions in listed order. That order is its
+    ranking, because ``expand`` lists a ranking's completions best first.
     """
     if not chunk.general:
         return _NO_COMPARISONS

@@ -294,7 +294,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--held-out", type=int, default=500,
                         help="extra events kept back to measure held-out accuracy (default: 500)")
     parser.add_argument("--candidates", type=int, default=200,
-                        help="candidate sets to produce (default: 200); with --watch, 0 skips waiting for "
+                        help="candidate sets to produce (default: 200). With --watch, 0 skips waiting for "
                              "candidate sets to be scored")
     parser.add_argument("--model-id", default="default", help="model id of the events (default: default)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream (default: 0)")

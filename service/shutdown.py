@@ -34,6 +34,8 @@ class DeadlineWorker(faust.Worker):
         self._deadline: threading.Timer | None = None
 
     def _schedule_shutdown(self, signal_received: signal.Signals) -> None:
+        # NOTE: mode-streaming 0.7.1 calls this private method for SIGINT and SIGTERM, but
+        # another version may not. tests/service/test_worker_recovery.py would then fail.
         super()._schedule_shutdown(signal_received)
         if self._deadline is not None:
             return

@@ -147,8 +147,8 @@ def test_overlap_flags_match_prompt_sets(n_examples: int) -> None:
     assert 0 < sum(expected) < len(expected)
 
 
-def test_overlap_needs_the_hash_in_the_own_prompt(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Prompt 0 holds hash P and example 1's completion holds 2P, in prompt 1. A key that
+def test_overlap_needs_own_prompt_hash() -> None:
+    # Prompt 0 contains hash P, and example 1's completion contains 2P, in prompt 1. A key that
     # mixed hash and prompt as h ^ (prompt + 1) * P would give both the key 0 and match them.
     hashes = np.array([5, 2 * _P % 2**64, _P, 2 * _P % 2**64 + 1], dtype=np.uint64)
     token_offsets = np.array([0, 1, 1, 2, 2, 3, 4], dtype=np.int64)
@@ -171,7 +171,7 @@ def every_code_point_texts() -> list[str]:
 
 
 @pytest.mark.parametrize("max_tokens", [4096, 7])
-def test_token_hashes_equal_python_tokens_of_encode_text(max_tokens: int) -> None:
+def test_token_hashes_match_python_tokeniser(max_tokens: int) -> None:
     # The compiled tokeniser lower-cases as it goes; str.lower() is the reference for every code point.
     texts = every_code_point_texts()
     featuriser = HashingFeaturiser(max_tokens=max_tokens)
@@ -183,7 +183,7 @@ def test_token_hashes_equal_python_tokens_of_encode_text(max_tokens: int) -> Non
         assert hashes[token_offsets[t]:token_offsets[t + 1]].tolist() == expected, f"text {t}"
 
 
-def test_texts_the_tokeniser_cannot_lower_case_take_str_lower() -> None:
+def test_unlowerable_texts_use_str_lower() -> None:
     texts = ["ΟΔΟΣ ΟΔΟΣΑ", "İstanbul", "Kelvin \u212a", "plain Text", "’quoted’ Ā"]
     encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
 

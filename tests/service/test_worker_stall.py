@@ -1,4 +1,4 @@
-"""Real workers whose learn agent stalls (not live while its input has lag) or fails (the worker stops)."""
+"""Real workers whose learn agent stalls (not live while its input has lag), or whose agents fail (the worker stops)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,19 +99,26 @@ sys.exit(main(["worker"]))
 """
 
 
-def test_learn_task_error_stops_worker(kafka_bootstrap: str, tmp_path: Path) -> None:
-    env = unique_env(kafka_bootstrap, DRLHF_PARTITIONS="1")
+def run_failing_worker(env: dict[str, str], log_path: Path, script: str, topic: str,
+                       values: Iterable[dict[str, Any]]) -> tuple[int, str]:
+    """Start a worker from *script*, produce *values* with key "boom" to *topic*, and return its exit code and log."""
     settings = settings_for(env)
-    failing = Worker(env, tmp_path / "failing.log", [sys.executable, "-c", FAILING_WORKER]).start()
+    failing = Worker(env, log_path, [sys.executable, "-c", script]).start()
     try:
         failing.wait_ready()
-        produce_json(settings.bootstrap_servers, settings.topic_preferences, "boom",
-                     synthetic_preference_events(3, seed=3, model_id="boom"))
+        produce_json(settings.bootstrap_servers, topic, "boom", values)
         assert failing.process is not None
         exit_code = failing.process.wait(timeout=60)
     finally:
         failing.kill()
-    log = (tmp_path / "failing.log").read_text(errors="replace")
+    return exit_code, log_path.read_text(errors="replace")
+
+
+def test_learn_task_error_stops_worker(kafka_bootstrap: str, tmp_path: Path) -> None:
+    env = unique_env(kafka_bootstrap, DRLHF_PARTITIONS="1")
+    settings = settings_for(env)
+    exit_code, log = run_failing_worker(env, tmp_path / "failing.log", FAILING_WORKER, settings.topic_preferences,
+                                        synthetic_preference_events(3, seed=3, model_id="boom"))
 
     # A worker without the injected failure learns the same events from the last checkpoint.
     worker = Worker(env, tmp_path / "worker.log").start()
@@ -147,15 +156,8 @@ def test_harvest_agent_error_stops_worker(kafka_bootstrap: str, tmp_path: Path) 
     env = unique_env(kafka_bootstrap, DRLHF_PARTITIONS="1")
     settings = settings_for(env)
     candidate_sets = list(synthetic_candidate_sets(3, seed=5, model_id="boom", n_completions=2))
-    failing = Worker(env, tmp_path / "failing.log", [sys.executable, "-c", FAILING_HARVEST_WORKER]).start()
-    try:
-        failing.wait_ready()
-        produce_json(settings.bootstrap_servers, settings.topic_candidates, "boom", candidate_sets)
-        assert failing.process is not None
-        exit_code = failing.process.wait(timeout=60)
-    finally:
-        failing.kill()
-    log = (tmp_path / "failing.log").read_text(errors="replace")
+    exit_code, log = run_failing_worker(env, tmp_path / "failing.log", FAILING_HARVEST_WORKER,
+                                        settings.topic_candidates, candidate_sets)
 
     # A worker without the injected failure harvests the same candidate sets.
     worker = Worker(env, tmp_path / "worker.log").start()

@@ -125,6 +125,14 @@ class Worker:
             self.process.kill()
             self.process.wait(timeout=30)
 
+    def terminate(self, timeout_s: float = 60.0) -> tuple[int, float]:
+        """Send SIGTERM and wait for the process to exit; return its exit code and the seconds it took."""
+        assert self.process is not None, "start() the worker first"
+        stopping_at = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        exit_code = self.process.wait(timeout=timeout_s)
+        return exit_code, time.monotonic() - stopping_at
+
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
